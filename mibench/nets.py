@@ -1,0 +1,170 @@
+"""Networks: encoders (raw input -> feature vector) and critics (feature pairs -> score matrix).
+
+A critic takes features fx: (B, dx), fy: (B, dy) and candidate indices ``cols``: (B, K + 1)
+with ``cols[i, 0] = i`` and ``cols[i, 1:]`` the K negatives of row i; it returns scores
+(B, K + 1) with ``scores[i, k] = f(x_i, y_{cols[i, k]})``. All candidates are scored in one
+batched call: a matmul for separable/bilinear critics, one stacked MLP pass for joint critics.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .interface import ConfigError
+from .registry import Registry
+
+
+def mlp(sizes: Sequence[int], activation: Callable[[], nn.Module] = nn.ReLU) -> nn.Sequential:
+    """Linear layers through ``sizes`` with an activation between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+# --------------------------------------------------------------------------- encoders
+# An encoder builder takes the input shape (without batch) and options and returns
+# (module mapping (B, *shape) -> (B, out_dim), out_dim).
+
+EncoderBuilder = Callable[..., tuple[nn.Module, int]]
+ENCODERS: Registry[EncoderBuilder] = Registry("encoder")
+
+
+@ENCODERS.add("identity")
+def identity_encoder(shape: tuple[int, ...], embed_dim: int | None = None,
+                     hidden: Sequence[int] = ()) -> tuple[nn.Module, int]:
+    """Flattens the input; no parameters."""
+    return nn.Flatten(), math.prod(shape)
+
+
+@ENCODERS.add("mlp")
+def mlp_encoder(shape: tuple[int, ...], embed_dim: int | None = None,
+                hidden: Sequence[int] = (128,)) -> tuple[nn.Module, int]:
+    """Flatten, then an MLP with ReLUs to ``embed_dim`` features (default 16)."""
+    out = embed_dim or 16
+    return nn.Sequential(nn.Flatten(), mlp([math.prod(shape), *hidden, out])), out
+
+
+@ENCODERS.add("conv")
+def conv_encoder(shape: tuple[int, ...], embed_dim: int | None = None,
+                 hidden: Sequence[int] = ()) -> tuple[nn.Module, int]:
+    """The small conv net of torch-mist's paired-MNIST example, for (1, 28, 28) images:
+    Conv(1,16,3)-ReLU-Conv(16,32,5,stride 3)-ReLU-Conv(32,128,8)-ReLU-Flatten-Linear(128, z)."""
+    if tuple(shape) != (1, 28, 28):
+        raise ConfigError(f"encoder 'conv' takes (1, 28, 28) images, got inputs of shape {tuple(shape)}")
+    out = embed_dim or 16
+    net = nn.Sequential(
+        nn.Conv2d(1, 16, 3), nn.ReLU(),                # 26 x 26
+        nn.Conv2d(16, 32, 5, stride=3), nn.ReLU(),     # 8 x 8
+        nn.Conv2d(32, 128, 8), nn.ReLU(),              # 1 x 1
+        nn.Flatten(), nn.Linear(128, out),
+    )
+    return net, out
+
+
+# --------------------------------------------------------------------------- critics
+
+class SeparableCritic(nn.Module):
+    """f(x, y) = g(x)^T h(y) / temperature with MLPs g, h: the whole batch is one matmul."""
+
+    def __init__(self, dx: int, dy: int, hidden: Sequence[int] = (256,), embed_dim: int = 32,
+                 temperature: float = 1.0):
+        super().__init__()
+        self.g = mlp([dx, *hidden, embed_dim])
+        self.h = mlp([dy, *hidden, embed_dim])
+        self.temperature = temperature
+
+    def forward(self, fx: Tensor, fy: Tensor, cols: Tensor) -> Tensor:
+        full = self.g(fx) @ self.h(fy).T / self.temperature         # (B, B)
+        return full.gather(1, cols)
+
+
+class BilinearCritic(nn.Module):
+    """f(x, y) = x^T W y."""
+
+    def __init__(self, dx: int, dy: int, hidden: Sequence[int] = (), embed_dim: int = 0,
+                 temperature: float = 1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(dx, dy) / math.sqrt(dx * dy))
+        self.temperature = temperature
+
+    def forward(self, fx: Tensor, fy: Tensor, cols: Tensor) -> Tensor:
+        return ((fx @ self.weight) @ fy.T / self.temperature).gather(1, cols)
+
+
+class JointCritic(nn.Module):
+    """f(x, y) = MLP([x, y]). The first layer is split as W_x x + W_y y, so each x and y is
+    multiplied once and the B * (K + 1) pairs only meet at the sum."""
+
+    def __init__(self, dx: int, dy: int, hidden: Sequence[int] = (256,), embed_dim: int = 0,
+                 temperature: float = 1.0):
+        super().__init__()
+        if not hidden:
+            raise ConfigError("critic 'joint' needs at least one hidden layer")
+        self.in_x = nn.Linear(dx, hidden[0])
+        self.in_y = nn.Linear(dy, hidden[0], bias=False)
+        self.rest = nn.Sequential(nn.ReLU(), mlp([*hidden, 1]))
+
+    def forward(self, fx: Tensor, fy: Tensor, cols: Tensor) -> Tensor:
+        a = self.in_x(fx)                                 # (B, H)
+        c = self.in_y(fy)                                 # (B, H)
+        pairs = a[:, None, :] + c[cols]                   # (B, K + 1, H)
+        return self.rest(pairs).squeeze(-1)
+
+
+class ConditionalGaussian(nn.Module):
+    """q(y | x) = N(mu(x), diag(exp(logvar(x)))) with an MLP; scores are log q(y_i | x_cols[i,k])."""
+
+    def __init__(self, dx: int, dy: int, hidden: Sequence[int] = (256,), embed_dim: int = 0,
+                 temperature: float = 1.0):
+        super().__init__()
+        self.net = mlp([dx, *hidden, 2 * dy])
+
+    def forward(self, fx: Tensor, fy: Tensor, cols: Tensor) -> Tensor:
+        mu, logvar = self.net(fx).chunk(2, dim=-1)                     # (B, dy) each
+        diff = fy[:, None, :] - mu[cols]                               # (B, K + 1, dy)
+        lv = logvar[cols]
+        return -0.5 * (diff.pow(2) * torch.exp(-lv) + lv + math.log(2 * math.pi)).sum(-1)
+
+
+class MarginalGaussian(nn.Module):
+    """q(y) = N(mu, diag(exp(logvar))) with learned mu, logvar; returns log q(y_i): (B,)."""
+
+    def __init__(self, dy: int):
+        super().__init__()
+        self.mu = nn.Parameter(torch.zeros(dy))
+        self.logvar = nn.Parameter(torch.zeros(dy))
+
+    def forward(self, fy: Tensor) -> Tensor:
+        d = fy - self.mu
+        return -0.5 * (d.pow(2) * torch.exp(-self.logvar) + self.logvar + math.log(2 * math.pi)).sum(-1)
+
+
+CRITICS: Registry[type[nn.Module]] = Registry("critic")
+CRITICS.register("separable", SeparableCritic)
+CRITICS.register("joint", JointCritic)
+CRITICS.register("bilinear", BilinearCritic)
+
+
+def candidate_indices(batch: int, n_negatives: int, generator: torch.Generator | None,
+                      device: torch.device) -> Tensor:
+    """cols: (B, K + 1) with cols[i, 0] = i and K distinct negatives j != i in cols[i, 1:].
+
+    Negatives are cyclic shifts: row i takes i + s for K distinct offsets s in 1..B-1 drawn
+    once per batch (all offsets when K = B - 1, no randomness needed). Each row's negatives are
+    a uniform K-subset of the other items; the cost is O(B K) index arithmetic on the device.
+    """
+    if not 1 <= n_negatives <= batch - 1:
+        raise ConfigError(f"negatives must be 1..batch_size-1 = {batch - 1} (or 'all'), got {n_negatives}")
+    if n_negatives == batch - 1:
+        shifts = torch.arange(0, batch, device=device)
+    else:
+        perm = torch.randperm(batch - 1, generator=generator, device=device)[:n_negatives] + 1
+        shifts = torch.cat([torch.zeros(1, dtype=perm.dtype, device=device), perm])
+    return (torch.arange(batch, device=device)[:, None] + shifts[None, :]) % batch

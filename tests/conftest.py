@@ -1,0 +1,34 @@
+"""Shared fixtures. Real MNIST comes from $MIBENCH_DATA_DIR, else a shared/data folder beside
+the checkout (torchvision layout), else the per-user cache, downloading there if needed."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+_beside = REPO.parent / "shared" / "data"
+if not os.environ.get("MIBENCH_DATA_DIR") and (_beside / "MNIST").is_dir():
+    os.environ["MIBENCH_DATA_DIR"] = str(_beside)
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tests run on one torch thread: deterministic and fast on small shared machines."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def mnist_train():
+    from mibench.distributions import PairedImages
+
+    return PairedImages("mnist", "train")
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
