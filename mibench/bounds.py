@@ -82,6 +82,8 @@ def js_loss(scores: Tensor) -> Tensor:
 
 
 class NWJ(Bound):
+    """Nguyen-Wainwright-Jordan (f-divergence) bound, trained and reported as is."""
+
     name = "nwj"
 
     def estimate(self, scores, aux=None):
@@ -89,6 +91,8 @@ class NWJ(Bound):
 
 
 class DV(Bound):
+    """Donsker-Varadhan bound, trained and reported as is (biased gradient through the log)."""
+
     name = "dv"
 
     def estimate(self, scores, aux=None):
@@ -96,8 +100,10 @@ class DV(Bound):
 
 
 class MINE(Bound):
-    """Reports DV; trains with the gradient of log E_q[e^f] debiased by a moving average of
-    E_q[e^f] in the denominator (Belghazi et al. 2018)."""
+    """MINE (Belghazi et al. 2018): reports DV; trains with a moving-average-corrected gradient.
+
+    The gradient of log E_q[e^f] is debiased by a moving average of E_q[e^f] in the denominator.
+    """
 
     name = "mine"
 
@@ -127,6 +133,8 @@ class MINE(Bound):
 
 
 class InfoNCE(Bound):
+    """InfoNCE (van den Oord et al. 2018): low variance, at most ln(K + 1)."""
+
     name = "infonce"
 
     def estimate(self, scores, aux=None):
@@ -134,8 +142,10 @@ class InfoNCE(Bound):
 
 
 class JS(Bound):
-    """Trains the critic with the JS objective, reports NWJ on f + 1 (Poole et al. 2019):
-    the JS-optimal critic is log p/q, which NWJ needs shifted by one."""
+    """JS: trains with the Jensen-Shannon objective, reports NWJ on f + 1 (Poole et al. 2019).
+
+    The JS-optimal critic is log p/q, which NWJ needs shifted by one.
+    """
 
     name = "js"
 
@@ -147,8 +157,10 @@ class JS(Bound):
 
 
 class SMILE(Bound):
-    """Trains with JS; reports DV with the negatives' scores clipped to [-tau, tau]
-    (Song & Ermon 2020). tau = inf gives plain DV on a JS-trained critic."""
+    """SMILE (Song & Ermon 2020): trains with JS, reports DV with negatives clipped to [-tau, tau].
+
+    tau = inf gives plain DV on a JS-trained critic.
+    """
 
     name = "smile"
 
@@ -167,8 +179,10 @@ class SMILE(Bound):
 
 
 class TUBA(Bound):
-    """Tractable unnormalised Barber-Agakov with a learned scalar baseline a = exp(log_a):
-    1 + E_p[f - log a] - E_q[exp(f - log a)] (Poole et al. 2019). NWJ is log a = 1."""
+    """TUBA (Poole et al. 2019): unnormalised Barber-Agakov with a learned scalar baseline.
+
+    1 + E_p[f - log a] - E_q[exp(f - log a)]; NWJ is the case log a = 1.
+    """
 
     name = "tuba"
 
@@ -182,7 +196,7 @@ class TUBA(Bound):
 
 
 class AlphaInfoNCE(Bound):
-    """Poole et al.'s interpolation between InfoNCE (alpha = 1) and TUBA (alpha = 0).
+    """Interpolated alpha-InfoNCE/TUBA (Poole et al. 2019): InfoNCE at alpha = 1, TUBA at 0.
 
     The normaliser of row i is alpha * m_i + (1 - alpha) * a, with m_i the mean of exp(f) over
     a set of K candidate y's and a a learned scalar baseline. The positive term uses the set
@@ -216,9 +230,11 @@ class AlphaInfoNCE(Bound):
 
 
 class FLO(Bound):
-    """Fenchel-Legendre optimisation bound (Guo et al. 2022):
-    1 - E_p[u + exp(-u) * mean_k exp(f(x, y'_k) - f(x, y))], with u = u(x, y) from a second
-    critic head passed as ``aux``. Tight at f = log p/q + c, u = -f + c."""
+    """FLO (Guo et al. 2022): Fenchel-Legendre bound with a learned u(x, y) head.
+
+    1 - E_p[u + exp(-u) * mean_k exp(f(x, y'_k) - f(x, y))], u passed as ``aux``.
+    Tight at f = log p/q + c, u = -f + c.
+    """
 
     name = "flo"
     needs_aux = True
@@ -243,7 +259,7 @@ class _Generative(Bound):
 
 
 class BA(_Generative):
-    """Barber-Agakov: H(y) + E_p[log q(y | x)] (lower). H(y) comes from the task."""
+    """Barber-Agakov: H(y) + E_p[log q(y | x)]; H(y) comes from the task."""
 
     name = "ba"
 
@@ -258,7 +274,7 @@ class BA(_Generative):
 
 
 class CLUB(_Generative):
-    """Contrastive log-ratio upper bound (Cheng et al. 2020): E_p[log q] - E_q[log q]."""
+    """CLUB (Cheng et al. 2020): E_p[log q(y|x)] - E_{p(x)p(y)}[log q(y|x)]."""
 
     name = "club"
     kind = "upper"
@@ -269,7 +285,7 @@ class CLUB(_Generative):
 
 
 class L1Out(_Generative):
-    """Leave-one-out upper bound (Poole et al. 2019): E[log q(y_i|x_i) - log mean_j q(y_i|x_j)]."""
+    """L1Out (Poole et al. 2019): E[log q(y_i|x_i) - log mean_{j != i} q(y_i|x_j)]."""
 
     name = "l1out"
     kind = "upper"
@@ -280,8 +296,10 @@ class L1Out(_Generative):
 
 
 class DoE(_Generative):
-    """Difference of entropies (McAllester & Stratos 2020): E[log q(y|x)] - E[log q(y)], both
-    densities learned; aux = log q(y_i) from a learned marginal. Neither bound in general."""
+    """DoE (McAllester & Stratos 2020): difference of learned entropies, not a bound.
+
+    E[log q(y|x)] - E[log q(y)], both densities learned; aux = log q(y_i) from the marginal.
+    """
 
     name = "doe"
     kind = "neither"

@@ -54,8 +54,11 @@ def mlp_encoder(shape: tuple[int, ...], embed_dim: int | None = None,
 @ENCODERS.add("conv")
 def conv_encoder(shape: tuple[int, ...], embed_dim: int | None = None,
                  hidden: Sequence[int] = ()) -> tuple[nn.Module, int]:
-    """The small conv net of torch-mist's paired-MNIST example, for (1, 28, 28) images:
-    Conv(1,16,3)-ReLU-Conv(16,32,5,stride 3)-ReLU-Conv(32,128,8)-ReLU-Flatten-Linear(128, z)."""
+    """The seed's conv net for (1, 28, 28) images: three convolutions, then Linear(128, z).
+
+    Conv(1,16,3)-ReLU-Conv(16,32,5,stride 3)-ReLU-Conv(32,128,8)-ReLU-Flatten-Linear(128, z),
+    as in torch-mist's paired-MNIST example; z = embed_dim (default 16).
+    """
     if tuple(shape) != (1, 28, 28):
         raise ConfigError(f"encoder 'conv' takes (1, 28, 28) images, got inputs of shape {tuple(shape)}")
     out = embed_dim or 16
@@ -99,8 +102,11 @@ class BilinearCritic(nn.Module):
 
 
 class JointCritic(nn.Module):
-    """f(x, y) = MLP([x, y]). The first layer is split as W_x x + W_y y, so each x and y is
-    multiplied once and the B * (K + 1) pairs only meet at the sum."""
+    """f(x, y) = MLP([x, y]) on every (x, y) pair.
+
+    The first layer is split as W_x x + W_y y, so each x and y is multiplied once and the
+    B * (K + 1) pairs only meet at the sum.
+    """
 
     def __init__(self, dx: int, dy: int, hidden: Sequence[int] = (256,), embed_dim: int = 0,
                  temperature: float = 1.0):

@@ -50,7 +50,7 @@ def fit(estimator: TransformedEstimator, task: Task, *, steps: int, batch_size: 
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, desc=desc, leave=False, dynamic_ncols=True)
+        bar = tqdm(total=steps, desc=desc, leave=False, dynamic_ncols=True, disable=None)
 
     estimator.train()
     t_start = None

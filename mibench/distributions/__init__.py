@@ -46,12 +46,18 @@ for _family in [
     TASK_FAMILIES.register(_family.name, _family)
 
 
+def task_parameters(family: str) -> list[str]:
+    """The preset parameters a family takes (its constructor's, less device and data_dir)."""
+    build = TASK_FAMILIES[family].build
+    return [p for p in inspect.signature(build).parameters if p not in ("device", "data_dir")]
+
+
 def build_task(family: str, params: dict[str, Any] | None = None, *,
                device: str | torch.device = "cpu", data_dir: str | None = None) -> Task:
     """Construct a task of ``family`` from its preset parameters; unknown keys are errors."""
     fam = TASK_FAMILIES[family]
     params = dict(params or {})
-    allowed = [p for p in inspect.signature(fam.build).parameters if p not in ("device", "data_dir")]
+    allowed = task_parameters(family)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ConfigError(f"task {family!r}: unknown parameter {unknown[0]!r}; allowed: {', '.join(allowed)}")
@@ -63,4 +69,4 @@ def build_task(family: str, params: dict[str, Any] | None = None, *,
         raise ConfigError(f"task {family!r}: {exc}") from None
 
 
-__all__ = ["TASK_FAMILIES", "TaskFamily", "build_task", "CorrelatedGaussian", "JointGaussian", "PairedImages"]
+__all__ = ["TASK_FAMILIES", "TaskFamily", "build_task", "task_parameters", "CorrelatedGaussian", "JointGaussian", "PairedImages"]
