@@ -31,7 +31,7 @@ from .interface import ConfigError
 # Grid axes and the RunSpec / EstimatorSpec field each one sets.
 AXES = {"bounds": "bound", "critics": "critic", "negatives": "negatives",
         "batch_sizes": "batch_size", "devices": "device", "seeds": "seed"}
-TRAIN_KEYS = {"steps", "epochs", "batch_size", "lr", "log_every", "staircase"}
+TRAIN_KEYS = {"steps", "epochs", "batch_size", "lr", "log_every", "staircase", "save_model"}
 EVAL_KEYS = {"batches", "batch_size"}
 GRID_KEYS = {"name", "task", *AXES, *TRAIN_KEYS, *EstimatorSpec.__dataclass_fields__}
 TOP_KEYS = {"name", "description", "task", "estimator", "train", "eval", "grid", "quick"}
@@ -61,6 +61,7 @@ class RunSpec:
     log_every: int
     staircase: tuple[float, ...] = ()   # MI levels (nats) stepped through evenly over the steps
     epochs: float | None = None
+    save_model: bool = False            # keep the trained weights in DIR/models/<run_id>.pt
 
     @property
     def n_negatives(self) -> int:
@@ -258,7 +259,8 @@ def _expand_grid(preset: Preset, grid: dict[str, Any], where: str) -> list[RunSp
             task_params=tuple(sorted(task_params.items())), estimator=est,
             batch_size=cell["batch_size"], steps=steps, lr=float(lr), device=cell["device"],
             seed=cell["seed"], eval_batches=int(ev["batches"]), eval_batch_size=int(ev["batch_size"]),
-            log_every=int(log_every), staircase=staircase, epochs=epochs))
+            log_every=int(log_every), staircase=staircase, epochs=epochs,
+            save_model=bool(train.get("save_model", False))))
     return specs
 
 

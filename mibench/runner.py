@@ -86,9 +86,11 @@ def make_tasks(spec: RunSpec, data_dir: str | None) -> tuple[Task, list[Task]]:
     return levels[-1].heldout(), levels
 
 
-def run_one(spec: RunSpec, *, data_dir: str | None = None, progress: bool = False) -> tuple[dict, dict]:
+def run_one(spec: RunSpec, *, data_dir: str | None = None, progress: bool = False,
+            model_dir: Path | None = None) -> tuple[dict, dict]:
     """Train and evaluate one spec. Returns (row, trace); never raises for a failing run: the
-    row's status is "ok", "diverged" (a NaN or infinite estimate) or "error" (with the error)."""
+    row's status is "ok", "diverged" (a NaN or infinite estimate) or "error" (with the error).
+    With ``spec.save_model``, the trained weights go to ``model_dir/<run_id>.pt``."""
     row = _base_row(spec)
     trace: dict[str, Any] = {"run_id": spec.run_id, "step": [], "estimate": [], "mi_true": []}
     t0 = time.perf_counter()
@@ -114,6 +116,10 @@ def run_one(spec: RunSpec, *, data_dir: str | None = None, progress: bool = Fals
         k_eval = spec.estimator.n_negatives(spec.eval_batch_size)
         mean, std = evaluate(est, heldout, batches=spec.eval_batches, batch_size=spec.eval_batch_size,
                              n_negatives=k_eval, generator=eval_gen)
+        if spec.save_model and model_dir is not None:
+            model_dir.mkdir(parents=True, exist_ok=True)
+            torch.save({"spec": spec.to_dict(), "state_dict": est.state_dict()},
+                       model_dir / f"{spec.run_id}.pt")
         trace.update(step=[s for s, _, _ in result.trace], estimate=[v for _, v, _ in result.trace],
                      mi_true=[t for _, _, t in result.trace])
         finite = math.isfinite(mean) and math.isfinite(std)
@@ -161,7 +167,7 @@ def sweep(task: str = "gaussian", *, quick: bool = False, out: str | os.PathLike
 
         bar = tqdm(total=len(todo), desc=f"{preset.name}", unit="run", dynamic_ncols=True, disable=None)
     for spec in todo:
-        row, trace = run_one(spec, data_dir=data_dir, progress=progress)
+        row, trace = run_one(spec, data_dir=data_dir, progress=progress, model_dir=out_dir / "models")
         append_jsonl(out_dir / TRACES_FILE, trace)      # trace first: a row means "finished"
         append_jsonl(out_dir / RUNS_FILE, row)
         if bar is not None:

@@ -143,3 +143,16 @@ def test_fit_reports_throughput_and_trace():
     assert [s for s, _, _ in res.trace] == [0, 10, 20, 29]
     assert all(math.isfinite(v) and t == TRAIN_TASK.mi for _, v, t in res.trace)
     assert res.pairs_per_s == pytest.approx(32 * res.steps_per_s) and res.steps_per_s > 0
+
+
+@pytest.mark.parametrize("k", [2, 9])   # the gather path (K + 1 <= B / 2) and the broadcast path
+def test_joint_critic_scores_each_candidate_pair(k):
+    from mibench.nets import JointCritic
+
+    torch.manual_seed(0)
+    critic = JointCritic(5, 5, [16, 8])
+    x, y = torch.randn(10, 5), torch.randn(10, 5)
+    cols = candidate_indices(10, k, gen(1), torch.device("cpu"))
+    expected = torch.stack([critic.rest(critic.in_x(x[i]) + critic.in_y(y[cols[i]])).squeeze(-1)
+                            for i in range(10)])
+    assert torch.allclose(critic(x, y, cols), expected, atol=1e-6)
