@@ -75,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     overrides = {"bounds": args.bounds, "critics": args.critics, "negatives": args.negatives,
                  "batch_sizes": args.batch_sizes, "devices": args.devices, "seeds": args.seeds,
-                 "steps": args.steps, "epochs": args.epochs}
+                 "steps": args.steps, "epochs": args.epochs, "batch_seeds": args.batch_seeds or None}
     df = sweep(args.task, quick=args.quick, out=args.out, force=args.force, data_dir=args.data_dir,
                threads=args.threads, progress=not args.no_progress, overrides=overrides)
     if len(df) == 0:
@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="results folder (default: results/PRESET)")
     run.add_argument("--data-dir", help="data root (torchvision layout); else $MIBENCH_DATA_DIR, the user cache, download")
     run.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: 1 on <= 2 cores)")
+    run.add_argument("--batch-seeds", action="store_true",
+                     help="train the seeds of each cell together as one batched model (vmap)")
     run.add_argument("--force", action="store_true", help="redo runs already recorded")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)

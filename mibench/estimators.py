@@ -128,8 +128,11 @@ class TransformedEstimator(nn.Module):
     def scores(self, x: Tensor, y: Tensor, n_negatives: int,
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
         """x: (B, *x_shape), y: (B, *y_shape) -> scores (B, K + 1), aux (B,) or None."""
+        return self.scores_at(x, y, candidate_indices(x.shape[0], n_negatives, generator, x.device))
+
+    def scores_at(self, x: Tensor, y: Tensor, cols: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``scores`` for given candidate indices cols: (B, K + 1) (see ``nets.candidate_indices``)."""
         fx, fy = self.encoder_x(x), self.encoder_y(y)
-        cols = candidate_indices(x.shape[0], n_negatives, generator, x.device)
         scores = self.critic(fx, fy, cols)
         aux = None
         if isinstance(self.aux_head, JointCritic):
@@ -137,6 +140,13 @@ class TransformedEstimator(nn.Module):
         elif self.aux_head is not None:
             aux = self.aux_head(fy)
         return scores, aux
+
+    def forward(self, x: Tensor, y: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
+        """(training loss, detached estimate in nats) for given candidate indices: the pure
+        function of parameters and inputs that batched training maps over models."""
+        scores, aux = self.scores_at(x, y, cols)
+        value = self.bound.estimate(scores.detach(), None if aux is None else aux.detach())
+        return self.bound.loss(scores, aux), value
 
     def loss(self, x: Tensor, y: Tensor, n_negatives: int, generator: torch.Generator | None = None) -> Tensor:
         return self.bound.loss(*self.scores(x, y, n_negatives, generator))

@@ -31,7 +31,7 @@ from .interface import ConfigError
 # Grid axes and the RunSpec / EstimatorSpec field each one sets.
 AXES = {"bounds": "bound", "critics": "critic", "negatives": "negatives",
         "batch_sizes": "batch_size", "devices": "device", "seeds": "seed"}
-TRAIN_KEYS = {"steps", "epochs", "batch_size", "lr", "log_every", "staircase", "save_model"}
+TRAIN_KEYS = {"steps", "epochs", "batch_size", "lr", "log_every", "staircase", "save_model", "batch_seeds"}
 EVAL_KEYS = {"batches", "batch_size"}
 GRID_KEYS = {"name", "task", *AXES, *TRAIN_KEYS, *EstimatorSpec.__dataclass_fields__}
 TOP_KEYS = {"name", "description", "task", "estimator", "train", "eval", "grid", "quick"}
@@ -62,6 +62,7 @@ class RunSpec:
     staircase: tuple[float, ...] = ()   # MI levels (nats) stepped through evenly over the steps
     epochs: float | None = None
     save_model: bool = False            # keep the trained weights in DIR/models/<run_id>.pt
+    batch_seeds: bool = False           # train this run with its sibling seeds as one batched model
 
     @property
     def n_negatives(self) -> int:
@@ -74,9 +75,20 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        """A hash of the full spec: same spec, same id, across machines and sessions."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """A hash of the full spec: same spec, same id, across machines and sessions.
+
+        Options added after the first results were recorded enter the hash only when set, so
+        adding an option does not change the ids (and resume) of existing runs.
+        """
+        d = self.to_dict()
+        for name in _HASHED_WHEN_SET:
+            if d[name] == RunSpec.__dataclass_fields__[name].default:
+                del d[name]
+        blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+_HASHED_WHEN_SET = ("batch_seeds",)
 
 
 @dataclass
@@ -240,6 +252,11 @@ def _expand_grid(preset: Preset, grid: dict[str, Any], where: str) -> list[RunSp
         raise ConfigError(f"{where}: lr must be a positive number, got {lr!r}")
     log_every = train.get("log_every", 20)
     staircase = tuple(float(v) for v in _as_list(train.get("staircase", [])))
+    batch_seeds = train.get("batch_seeds", False)
+    if not isinstance(batch_seeds, bool):
+        raise ConfigError(f"{where}: batch_seeds must be true or false, got {batch_seeds!r}")
+    if batch_seeds and "mine" in axes["bound"]:
+        raise ConfigError(f"{where}: bound 'mine' keeps an in-place moving average and cannot use batch_seeds")
     if staircase and preset.family != "gaussian":
         raise ConfigError(f"{where}: staircase is only defined for the 'gaussian' family")
 
@@ -260,7 +277,7 @@ def _expand_grid(preset: Preset, grid: dict[str, Any], where: str) -> list[RunSp
             batch_size=cell["batch_size"], steps=steps, lr=float(lr), device=cell["device"],
             seed=cell["seed"], eval_batches=int(ev["batches"]), eval_batch_size=int(ev["batch_size"]),
             log_every=int(log_every), staircase=staircase, epochs=epochs,
-            save_model=bool(train.get("save_model", False))))
+            save_model=bool(train.get("save_model", False)), batch_seeds=batch_seeds))
     return specs
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -21,7 +22,7 @@ from .estimators import build_estimator, entropy_y_of
 from .interface import ConfigError, Task
 from .presets import RunSpec, expand, load_preset
 from .results import RUNS_FILE, TRACES_FILE, append_jsonl, load_results, load_rows
-from .train import evaluate, fit
+from .train import evaluate, fit, fit_batched
 
 log = logging.getLogger(__name__)
 
@@ -88,54 +89,85 @@ def make_tasks(spec: RunSpec, data_dir: str | None) -> tuple[Task, list[Task]]:
 
 def run_one(spec: RunSpec, *, data_dir: str | None = None, progress: bool = False,
             model_dir: Path | None = None) -> tuple[dict, dict]:
-    """Train and evaluate one spec. Returns (row, trace); never raises for a failing run: the
-    row's status is "ok", "diverged" (a NaN or infinite estimate) or "error" (with the error).
-    With ``spec.save_model``, the trained weights go to ``model_dir/<run_id>.pt``."""
-    row = _base_row(spec)
-    trace: dict[str, Any] = {"run_id": spec.run_id, "step": [], "estimate": [], "mi_true": []}
+    """Train and evaluate one spec. Returns (row, trace); see ``run_group``."""
+    return run_group([spec], data_dir=data_dir, progress=progress, model_dir=model_dir)[0]
+
+
+def run_group(specs: list[RunSpec], *, data_dir: str | None = None, progress: bool = False,
+              model_dir: Path | None = None) -> list[tuple[dict, dict]]:
+    """Train and evaluate specs that differ only in their seed: one by one with ``fit``, or,
+    when they ask for ``batch_seeds``, together as one batched model (``fit_batched``).
+
+    Returns a (row, trace) per spec and never raises for a failing run: a row's status is
+    "ok", "diverged" (a NaN or infinite estimate) or "error" (with the error). With
+    ``save_model``, the trained weights go to ``model_dir/<run_id>.pt``.
+    """
+    spec = specs[0]
+    rows = [_base_row(s) for s in specs]
+    traces: list[dict[str, Any]] = [{"run_id": s.run_id, "step": [], "estimate": [], "mi_true": []}
+                                    for s in specs]
     t0 = time.perf_counter()
     device = torch.device(spec.device)
     try:
         heldout, levels = make_tasks(spec, data_dir)
-        row.update(mi_true=heldout.ground_truth().mi, mi_true_train=levels[-1].ground_truth().mi,
-                   truth_method=heldout.ground_truth().method, task_name=levels[-1].name)
-        gen = torch.Generator(device=device).manual_seed(spec.seed)
-        eval_gen = torch.Generator(device=device).manual_seed(spec.seed + 1_000_003)
+        truth = heldout.ground_truth()
         x, y = levels[0].sample(2, generator=torch.Generator(device=device).manual_seed(0))
-        with torch.random.fork_rng(devices=[]):            # parameter init from the run's seed
-            torch.manual_seed(spec.seed)
-            est = build_estimator(spec.estimator, tuple(x.shape[1:]), tuple(y.shape[1:]),
-                                  entropy_y_of(levels[0])).to(device)
+        estimators = []
+        for s in specs:
+            with torch.random.fork_rng(devices=[]):            # parameter init from the run's seed
+                torch.manual_seed(s.seed)
+                estimators.append(build_estimator(s.estimator, tuple(x.shape[1:]), tuple(y.shape[1:]),
+                                                  entropy_y_of(levels[0])).to(device))
+        gens = [torch.Generator(device=device).manual_seed(s.seed) for s in specs]
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         per_level = math.ceil(spec.steps / len(levels))
-        result = fit(est, levels[0], task_at=(lambda s: levels[min(s // per_level, len(levels) - 1)]),
-                     steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
-                     n_negatives=spec.n_negatives, generator=gen, log_every=spec.log_every,
-                     progress=progress, desc=f"{spec.estimator.bound} K={spec.n_negatives} {spec.device}")
+        common = dict(task_at=lambda step: levels[min(step // per_level, len(levels) - 1)],
+                      steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
+                      n_negatives=spec.n_negatives, log_every=spec.log_every, progress=progress,
+                      desc=f"{spec.estimator.bound} K={spec.n_negatives} {spec.device}"
+                           + (f" x{len(specs)} seeds" if spec.batch_seeds else ""))
+        if spec.batch_seeds:
+            results = fit_batched(estimators, levels[0], generators=gens, **common)
+        else:
+            results = [fit(estimators[0], levels[0], generator=gens[0], **common)]
         k_eval = spec.estimator.n_negatives(spec.eval_batch_size)
-        mean, std = evaluate(est, heldout, batches=spec.eval_batches, batch_size=spec.eval_batch_size,
-                             n_negatives=k_eval, generator=eval_gen)
-        if spec.save_model and model_dir is not None:
-            model_dir.mkdir(parents=True, exist_ok=True)
-            torch.save({"spec": spec.to_dict(), "state_dict": est.state_dict()},
-                       model_dir / f"{spec.run_id}.pt")
-        trace.update(step=[s for s, _, _ in result.trace], estimate=[v for _, v, _ in result.trace],
-                     mi_true=[t for _, _, t in result.trace])
-        finite = math.isfinite(mean) and math.isfinite(std)
-        row.update(mi_estimate=mean, mi_std=std, status="ok" if finite else "diverged",
-                   error=None if finite else "non-finite estimate on held-out batches",
-                   pairs_per_s=result.pairs_per_s, steps_per_s=result.steps_per_s,
-                   train_s=result.train_s, peak_mem_mb=_peak_mem_mb(device))
+        for s, est, result, row, trace in zip(specs, estimators, results, rows, traces):
+            eval_gen = torch.Generator(device=device).manual_seed(s.seed + 1_000_003)
+            mean, std = evaluate(est, heldout, batches=s.eval_batches, batch_size=s.eval_batch_size,
+                                 n_negatives=k_eval, generator=eval_gen)
+            if s.save_model and model_dir is not None:
+                model_dir.mkdir(parents=True, exist_ok=True)
+                torch.save({"spec": s.to_dict(), "state_dict": est.state_dict()}, model_dir / f"{s.run_id}.pt")
+            trace.update(step=[st for st, _, _ in result.trace], estimate=[v for _, v, _ in result.trace],
+                         mi_true=[t for _, _, t in result.trace])
+            finite = math.isfinite(mean) and math.isfinite(std)
+            row.update(mi_true=truth.mi, mi_true_train=levels[-1].ground_truth().mi,
+                       truth_method=truth.method, task_name=levels[-1].name,
+                       mi_estimate=mean, mi_std=std, status="ok" if finite else "diverged",
+                       error=None if finite else "non-finite estimate on held-out batches",
+                       pairs_per_s=result.pairs_per_s, steps_per_s=result.steps_per_s,
+                       train_s=result.train_s, batched_models=len(specs), peak_mem_mb=_peak_mem_mb(device))
     except ConfigError:
         raise
     except Exception as exc:          # a failing run is a row, not a crash of the sweep
-        log.warning("run %s failed: %s", spec.run_id, exc)
-        row.update(status="error", error=f"{type(exc).__name__}: {exc}",
-                   traceback=traceback.format_exc(limit=4))
-    row.update(wall_s=time.perf_counter() - t0, threads=torch.get_num_threads(),
-               versions=_versions(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    return row, trace
+        log.warning("run %s failed: %s", ", ".join(s.run_id for s in specs), exc)
+        for row in rows:
+            row.update(status="error", error=f"{type(exc).__name__}: {exc}",
+                       traceback=traceback.format_exc(limit=4))
+    for row in rows:
+        row.update(wall_s=(time.perf_counter() - t0) / len(specs), threads=torch.get_num_threads(),
+                   versions=_versions(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return list(zip(rows, traces))
+
+
+def _groups(specs: list[RunSpec]) -> list[list[RunSpec]]:
+    """Runs to train together: specs with batch_seeds that differ only in seed share a group."""
+    groups: dict[Any, list[RunSpec]] = {}
+    for s in specs:
+        key = dataclasses.replace(s, seed=0) if s.batch_seeds else s.run_id
+        groups.setdefault(key, []).append(s)
+    return list(groups.values())
 
 
 def sweep(task: str = "gaussian", *, quick: bool = False, out: str | os.PathLike | None = None,
@@ -143,8 +175,9 @@ def sweep(task: str = "gaussian", *, quick: bool = False, out: str | os.PathLike
           progress: bool = True, overrides: Mapping[str, Any] | None = None):
     """Run every spec of a preset that ``out`` does not hold yet; return this sweep's rows.
 
-    ``overrides``: bounds, critics, negatives, batch_sizes, devices, seeds (lists) and steps or
-    epochs (numbers) replacing the preset's values. Returns a pandas DataFrame.
+    ``overrides``: bounds, critics, negatives, batch_sizes, devices, seeds (lists), steps or
+    epochs (numbers) and batch_seeds (bool) replacing the preset's values. Returns a pandas
+    DataFrame.
     """
     preset = load_preset(task)
     specs = expand(preset, quick=quick, overrides=overrides)
@@ -166,13 +199,14 @@ def sweep(task: str = "gaussian", *, quick: bool = False, out: str | os.PathLike
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc=f"{preset.name}", unit="run", dynamic_ncols=True, disable=None)
-    for spec in todo:
-        row, trace = run_one(spec, data_dir=data_dir, progress=progress, model_dir=out_dir / "models")
-        append_jsonl(out_dir / TRACES_FILE, trace)      # trace first: a row means "finished"
-        append_jsonl(out_dir / RUNS_FILE, row)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(last=f"{row['bound']} {row.get('mi_estimate', math.nan):.3f}/{row.get('mi_true', math.nan):.3f}")
+    for group in _groups(todo):
+        for row, trace in run_group(group, data_dir=data_dir, progress=progress, model_dir=out_dir / "models"):
+            append_jsonl(out_dir / TRACES_FILE, trace)      # trace first: a row means "finished"
+            append_jsonl(out_dir / RUNS_FILE, row)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(last=f"{row['bound']} {row.get('mi_estimate', math.nan):.3f}"
+                                     f"/{row.get('mi_true', math.nan):.3f}")
     if bar is not None:
         bar.close()
     df = load_results(out_dir)

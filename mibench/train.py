@@ -1,16 +1,19 @@
-"""One training loop, ``fit``, and held-out evaluation, ``evaluate``."""
+"""Training (``fit``, and ``fit_batched`` for several same-shaped models at once) and
+held-out evaluation (``evaluate``)."""
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 
 from .estimators import TransformedEstimator
-from .interface import Task
+from .interface import ConfigError, Task
+from .nets import candidate_indices
 
 
 @dataclass
@@ -34,10 +37,53 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_optimizer(module: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[torch.Tensor], lr: float, device: torch.device) -> torch.optim.Optimizer:
     """Adam; the fused kernel (one pass over all parameters) where torch has one for the device."""
     fused = True if device.type in ("cpu", "cuda") else None
-    return torch.optim.Adam(module.parameters(), lr=lr, fused=fused)
+    return torch.optim.Adam(params, lr=lr, fused=fused)
+
+
+StepFn = Callable[[Task, bool], "torch.Tensor | None"]
+
+
+def _train_loop(step_fn: StepFn, device: torch.device, n_models: int, task: Task, *, steps: int,
+                batch_size: int, task_at: Callable[[int], Task] | None, log_every: int, warmup: int,
+                progress: bool, desc: str) -> list[FitResult]:
+    """Calls ``step_fn(task, want_value)`` ``steps`` times and does the bookkeeping: the trace
+    (one host sync every ``log_every`` steps, when step_fn returns the (n_models,) estimates),
+    the progress bar and the timing after ``warmup`` steps."""
+    results = [FitResult() for _ in range(n_models)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=desc, leave=False, dynamic_ncols=True, disable=None)
+    t_start = None
+    for step in range(steps):
+        if step == min(warmup, steps - 1):
+            _sync(device)
+            t_start, step_start = time.perf_counter(), step
+        current = task_at(step) if task_at else task
+        log_now = step % log_every == 0 or step == steps - 1
+        values = step_fn(current, log_now)
+        if log_now:
+            truth = current.ground_truth().mi
+            for result, v in zip(results, values.tolist()):      # the only host sync
+                result.trace.append((step, v, truth))
+            if bar is not None:
+                bar.set_postfix(mi=f"{results[0].trace[-1][1]:.3f}", true=f"{truth:.3f}")
+        if bar is not None:
+            bar.update(1)
+    _sync(device)
+    for result in results:
+        result.steps = steps
+        if t_start is not None:
+            result.train_s = time.perf_counter() - t_start
+            result.steps_per_s = (steps - step_start) / result.train_s if result.train_s > 0 else math.nan
+            result.pairs_per_s = result.steps_per_s * batch_size * n_models
+    if bar is not None:
+        bar.close()
+    return results
 
 
 def fit(estimator: TransformedEstimator, task: Task, *, steps: int, batch_size: int, lr: float,
@@ -50,49 +96,72 @@ def fit(estimator: TransformedEstimator, task: Task, *, steps: int, batch_size: 
     estimate is read back for the trace and the progress bar.
     """
     device = next(estimator.parameters()).device
-    opt = make_optimizer(estimator, lr, device)
-    result = FitResult()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc=desc, leave=False, dynamic_ncols=True, disable=None)
-
+    opt = make_optimizer(estimator.parameters(), lr, device)
     estimator.train()
-    t_start = None
-    for step in range(steps):
-        if step == min(warmup, steps - 1):
-            _sync(device)
-            t_start, step_start = time.perf_counter(), step
-        current = task_at(step) if task_at else task
+
+    def step_fn(current: Task, want_value: bool) -> torch.Tensor | None:
         x, y = current.sample(batch_size, generator=generator)
         scores, aux = estimator.scores(x, y, n_negatives, generator)
         loss = estimator.bound.loss(scores, aux)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if not want_value:
+            return None
+        with torch.no_grad():
+            return estimator.bound.estimate(scores.detach(), None if aux is None else aux.detach())[None]
 
-        if step % log_every == 0 or step == steps - 1:
-            with torch.no_grad():
-                value = estimator.bound.estimate(scores.detach(), None if aux is None else aux.detach())
-            truth = current.ground_truth().mi
-            result.trace.append((step, value.item(), truth))     # the only host sync
-            if bar is not None:
-                bar.set_postfix(mi=f"{result.trace[-1][1]:.3f}", true=f"{truth:.3f}")
-        if bar is not None:
-            bar.update(1)
+    return _train_loop(step_fn, device, 1, task, steps=steps, batch_size=batch_size, task_at=task_at,
+                       log_every=log_every, warmup=warmup, progress=progress, desc=desc)[0]
 
-    _sync(device)
-    if t_start is not None:
-        elapsed = time.perf_counter() - t_start
-        timed = steps - step_start
-        result.steps_per_s = timed / elapsed if elapsed > 0 else math.nan
-        result.pairs_per_s = result.steps_per_s * batch_size
-        result.train_s = elapsed
-    result.steps = steps
-    if bar is not None:
-        bar.close()
-    return result
+
+def fit_batched(estimators: list[TransformedEstimator], task: Task, *, steps: int, batch_size: int,
+                lr: float, n_negatives: int, generators: list[torch.Generator],
+                task_at: Callable[[int], Task] | None = None, log_every: int = 20, warmup: int = 10,
+                progress: bool = False, desc: str = "") -> list[FitResult]:
+    """Train several estimators of one architecture (typically one per seed) as one batched
+    model: parameters stacked with ``torch.func.stack_module_state`` and the training step
+    mapped over them with ``vmap``, so each step is one set of larger kernels instead of S
+    small ones (small critics leave a GPU mostly idle).
+
+    Model i draws its batches and negatives from ``generators[i]`` in the same order as ``fit``,
+    and Adam is elementwise, so each model trains as it would alone, up to floating-point
+    rounding. The trained weights are written back into ``estimators``. Each result's
+    ``pairs_per_s`` is the throughput summed over the S models.
+    """
+    from torch.func import functional_call, stack_module_state
+
+    if len(estimators) != len(generators):
+        raise ValueError("fit_batched needs one generator per estimator")
+    if any(e.bound.name == "mine" for e in estimators):
+        raise ConfigError("bound 'mine' updates its moving average in place and cannot be batched; "
+                          "run it with batch_seeds = false")
+    device = next(estimators[0].parameters()).device
+    params, buffers = stack_module_state(estimators)
+    template = copy.deepcopy(estimators[0]).to("meta")
+    batched = torch.vmap(lambda p, b, x, y, c: functional_call(template, (p, b), (x, y, c)))
+    opt = make_optimizer(params.values(), lr, device)
+
+    def step_fn(current: Task, want_value: bool) -> torch.Tensor:
+        xs, ys, cols = [], [], []
+        for g in generators:
+            x, y = current.sample(batch_size, generator=g)
+            xs.append(x)
+            ys.append(y)
+            cols.append(candidate_indices(batch_size, n_negatives, g, device))
+        losses, values = batched(params, buffers, torch.stack(xs), torch.stack(ys), torch.stack(cols))
+        opt.zero_grad(set_to_none=True)
+        losses.sum().backward()          # models share no parameters: each gets its own gradient
+        opt.step()
+        return values
+
+    results = _train_loop(step_fn, device, len(estimators), task, steps=steps, batch_size=batch_size,
+                          task_at=task_at, log_every=log_every, warmup=warmup, progress=progress, desc=desc)
+    with torch.no_grad():
+        for name, stacked in params.items():
+            for i, est in enumerate(estimators):
+                est.get_parameter(name).copy_(stacked[i])
+    return results
 
 
 @torch.no_grad()

@@ -239,3 +239,15 @@ def test_cli_main_module_runs_as_a_command(tmp_path):
     res = subprocess.run([sys.executable, "-m", "mibench.cli", "run", "--task", "nope"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.startswith("mibench: error: unknown task 'nope'")
+
+
+def test_batch_seeds_gives_one_row_per_seed_matching_unbatched_runs(tmp_path):
+    plain = sweep(tiny(tmp_path), out=tmp_path / "a", progress=False)
+    batched = sweep(tiny(tmp_path), out=tmp_path / "b", progress=False, overrides={"batch_seeds": True})
+    assert len(batched) == len(plain) == 8 and (batched["status"] == "ok").all()
+    assert set(batched["batched_models"]) == {2} and set(plain["batched_models"]) == {1}
+    key = ["bound", "n_negatives", "seed"]
+    a = plain.set_index(key)["mi_estimate"].sort_index()
+    b = batched.set_index(key)["mi_estimate"].sort_index()
+    assert b.tolist() == pytest.approx(a.tolist(), abs=1e-3)
+    assert not set(plain["run_id"]) & set(batched["run_id"])
