@@ -251,3 +251,19 @@ def test_batch_seeds_gives_one_row_per_seed_matching_unbatched_runs(tmp_path):
     b = batched.set_index(key)["mi_estimate"].sort_index()
     assert b.tolist() == pytest.approx(a.tolist(), abs=1e-3)
     assert not set(plain["run_id"]) & set(batched["run_id"])
+
+
+def test_a_built_wheel_carries_the_presets(tmp_path):
+    """Installed from a wheel (no checkout), `mibench list` still finds tasks/*.toml."""
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist"), str(repo)], check=True, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("mibench-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(tmp_path / "site"), str(wheel)], check=True, capture_output=True)
+    code = ("import mibench.presets as p; assert 'site' in p.__file__, p.__file__; "
+            "print([x.name for x in p.list_presets()])")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    assert res.returncode == 0, res.stderr
+    assert "paired_mnist" in res.stdout and "gaussian_staircase" in res.stdout
