@@ -87,6 +87,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if (df["status"] != "error").all() else 1
 
 
+def _quiet_font_subsetting() -> None:
+    """matplotlib's PDF font subsetting logs every glyph at INFO; keep -v readable."""
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .figures import make_report
+
+    _quiet_font_subsetting()
+    result = make_report(args.dir, args.out, data_dir=args.data_dir)
+    print(result["markdown"])
+    out = args.out or args.dir
+    print(f"{len(result['tables'])} table files and {len(result['figures'])} figure files in {out} "
+          "(MI, bias and sd in nats)")
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .figures import make_report
+    from .results import RUNS_FILE
+
+    _quiet_font_subsetting()
+    ref = Path(args.reference)
+    folders = sorted(p for p in ref.iterdir() if (p / RUNS_FILE).is_file()) if ref.is_dir() else []
+    if not folders:
+        raise ConfigError(f"{ref}: no results folders (subfolders with {RUNS_FILE}) to report on")
+    out = Path(args.out) if args.out else ref
+    for folder in folders:
+        result = make_report(folder, out / folder.name, data_dir=args.data_dir)
+        print(f"{folder.name}: {len(result['summary'])} summary rows, {len(result['tables'])} table files, "
+              f"{len(result['figures'])} figure files in {out / folder.name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mibench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -113,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="redo runs already recorded")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="bias/variance/MSE tables and figures of one results folder")
+    report.add_argument("dir", help="a results folder (holding runs.jsonl)")
+    report.add_argument("--out", help="where to write summary.{csv,md,tex} and figures/ (default: DIR)")
+    report.add_argument("--data-dir", help="image data root, for the embedding figure of image tasks")
+    report.set_defaults(func=cmd_report)
+
+    figures = sub.add_parser("figures", help="regenerate the tables and figures of every reference results folder")
+    figures.add_argument("--reference", default="results/reference",
+                         help="folder whose subfolders hold results (default: results/reference)")
+    figures.add_argument("--out", help="output root, one subfolder per results folder (default: --reference)")
+    figures.add_argument("--data-dir", help="image data root, for the embedding figure of image tasks")
+    figures.set_defaults(func=cmd_figures)
     return parser
 
 

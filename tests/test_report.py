@@ -1,0 +1,378 @@
+"""Reporter: summary statistics against hand computations, tables, figures and the report CLI."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mibench import figures as F
+from mibench.cli import main
+from mibench.report import (bootstrap_ci, staircase_levels, staircase_summary, summarize, to_markdown,
+                            write_tables)
+
+
+def row(**kw):
+    """One run row with the fields the reporter reads; keyword arguments override."""
+    base = dict(run_id="r", task="t", grid="g", bound="infonce", critic="separable", encoder="identity",
+                n_negatives=63, batch_size=64, device="cpu", seed=0, steps=100,
+                task_params={"dim": 2, "mi": 2.0}, status="ok", mi_true=2.0, mi_estimate=2.0,
+                mi_std=0.1, pairs_per_s=1000.0, steps_per_s=10.0, staircase=[])
+    base.update(kw)
+    return base
+
+
+def frame(rows):
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# summarize
+
+
+def test_summary_bias_sd_mse_by_hand_and_failed_runs_excluded():
+    est = [1.0, 2.0, 4.0]                  # truth 2.5: errors -1.5, -0.5, 1.5
+    rows = [row(run_id=f"a{i}", seed=i, mi_true=2.5, mi_estimate=e, mi_std=s, pairs_per_s=p,
+                task_params={"mi": 2.5})
+            for i, (e, s, p) in enumerate(zip(est, [0.1, 0.3, 0.2], [100.0, 300.0, 200.0]))]
+    rows += [row(run_id="bad1", seed=7, status="error", mi_true=None, mi_estimate=None, mi_std=None,
+                 pairs_per_s=None, task_params={"mi": 2.5}),
+             row(run_id="bad2", seed=8, status="diverged", mi_true=2.5, mi_estimate=math.nan,
+                 mi_std=math.nan, pairs_per_s=1e9, task_params={"mi": 2.5}),
+             row(run_id="other", mi_true=4.0, mi_estimate=3.0, task_params={"mi": 4.0})]   # another MI level
+    s = summarize(frame(rows))
+    assert len(s) == 2
+    a = s[s["mi_true"] == 2.5].iloc[0]
+    assert (a["n_runs"], a["n_failed"]) == (5, 2)
+    assert a["mean"] == pytest.approx(7 / 3)
+    assert a["bias"] == pytest.approx(7 / 3 - 2.5)
+    assert a["sd"] == pytest.approx(np.std(est, ddof=1))
+    assert a["mse"] == pytest.approx((1.5 ** 2 + 0.5 ** 2 + 1.5 ** 2) / 3)
+    assert a["within_sd"] == pytest.approx(0.2) and a["pairs_per_s"] == pytest.approx(200.0)
+    assert a["bias_ci_low"] < a["bias"] < a["bias_ci_high"]
+    assert -1.5 <= a["bias_ci_low"] and a["bias_ci_high"] <= 1.5
+    b = s[s["mi_true"] == 4.0].iloc[0]      # one run: no sd, no CI
+    assert (b["n_runs"], b["n_failed"], b["bias"], b["mse"]) == (1, 0, -1.0, 1.0)
+    assert math.isnan(b["sd"]) and math.isnan(b["bias_ci_low"]) and math.isnan(b["bias_ci_high"])
+
+
+def test_cells_are_split_by_every_key():
+    rows = [row(run_id="1"), row(run_id="2", critic="joint"), row(run_id="3", n_negatives=8),
+            row(run_id="4", device="cuda"), row(run_id="5", seed=1)]
+    s = summarize(frame(rows))
+    assert len(s) == 4 and s["n_runs"].sum() == 5
+
+
+def test_bootstrap_ci_covers_the_true_mean_at_about_95_percent():
+    rng = np.random.default_rng(1)
+    reps, n, mu = 200, 20, 1.0
+    values = rng.normal(mu, 0.5, size=(reps, n))
+    rows = [row(run_id=f"{r}-{i}", grid=f"rep{r}", seed=i, mi_true=0.0, mi_estimate=v)
+            for r in range(reps) for i, v in enumerate(values[r])]
+    s = summarize(frame(rows))
+    assert len(s) == reps
+    coverage = ((s["bias_ci_low"] <= mu) & (mu <= s["bias_ci_high"])).mean()
+    assert 0.88 <= coverage <= 0.99
+    # a fixed RNG: the same values give the same interval
+    assert bootstrap_ci(values[0]) == bootstrap_ci(values[0])
+    assert math.isnan(bootstrap_ci([1.0])[0])
+
+
+def test_empty_input_gives_an_empty_summary():
+    assert summarize(pd.DataFrame()).empty
+
+
+# --------------------------------------------------------------------------------------------
+# staircase
+
+
+def stair_data(seeds=(0, 1)):
+    """Two levels (1 and 3 nats) over 100 steps, traced every 10 steps and at step 99; the
+    estimate is step / 10 + seed, so the last half of each level is known."""
+    steps = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 99]
+    runs, traces = [], []
+    for s in seeds:
+        rid = f"s{s}"
+        runs.append(row(run_id=rid, seed=s, staircase=[1.0, 3.0], mi_true=3.0, task_params={"dim": 2}))
+        traces.append(pd.DataFrame({"run_id": rid, "step": steps, "estimate": [t / 10 + s for t in steps],
+                                    "mi_true": [1.0 if t < 50 else 3.0 for t in steps]}))
+    runs.append(row(run_id="plain"))                              # not a staircase run: ignored
+    traces.append(pd.DataFrame({"run_id": "plain", "step": [0], "estimate": [0.0], "mi_true": [2.0]}))
+    return pd.concat(traces, ignore_index=True), frame(runs)
+
+
+def test_staircase_level_means_over_the_last_half_of_each_level():
+    traces, runs = stair_data()
+    per_run = staircase_levels(traces, runs)
+    assert set(per_run["run_id"]) == {"s0", "s1"}
+    r0 = per_run[per_run["run_id"] == "s0"].set_index("level")
+    # level 0 = steps 0..49, last half >= 25: steps 30, 40; level 1 = 50..99, >= 75: 80, 90, 99
+    assert r0.loc[0, "level_mean"] == pytest.approx(3.5) and r0.loc[0, "n_points"] == 2
+    assert r0.loc[0, "level_sd"] == pytest.approx(np.std([3.0, 4.0], ddof=1))
+    assert r0.loc[1, "level_mean"] == pytest.approx((8 + 9 + 9.9) / 3)
+    assert list(r0["mi_true"]) == [1.0, 3.0]
+    agg = staircase_summary(traces, runs).set_index("level")
+    assert list(agg["n_runs"]) == [2, 2]
+    assert agg.loc[0, "mean"] == pytest.approx(4.0)              # seeds 0 and 1: 3.5 and 4.5
+    assert agg.loc[0, "bias"] == pytest.approx(3.0)
+    assert agg.loc[0, "sd"] == pytest.approx(np.std([3.5, 4.5], ddof=1))
+    assert agg.loc[0, "mse"] == pytest.approx((2.5 ** 2 + 3.5 ** 2) / 2)
+
+
+def test_staircase_summary_without_staircase_runs_is_empty():
+    traces, runs = stair_data()
+    assert staircase_summary(traces, runs[runs["run_id"] == "plain"]).empty
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+
+
+def test_write_tables_writes_csv_markdown_and_latex_with_the_numbers(tmp_path):
+    rows = [row(run_id="a", mi_estimate=1.5, bound="smile", pairs_per_s=12345.6),
+            row(run_id="b", seed=1, mi_estimate=2.5, bound="smile", pairs_per_s=12345.6),
+            row(run_id="c", mi_estimate=1.25, bound="nwj")]
+    s = summarize(frame(rows))
+    paths = write_tables(s, tmp_path)
+    assert [p.name for p in paths] == ["summary.csv", "summary.md", "summary.tex"]
+    csv = pd.read_csv(paths[0])
+    assert "bias [nats]" in csv and "pairs/s" in csv
+    assert sorted(csv["bias [nats]"]) == pytest.approx([-0.75, 0.0])
+    md, tex = paths[1].read_text(), paths[2].read_text()
+    for text in (md, tex):
+        assert "-0.750" in text and "12,346" in text and "smile" in text and "nwj" in text
+        assert "0.707" in text                                      # sd of 1.5 and 2.5
+    assert "| bound" in md and "bias [nats]" in md
+    assert "\\begin{tabular}" in tex and "\\toprule" in tex and "bias [nats]" in tex
+    assert "task = t" in md                                         # constant columns in the caption
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+
+
+def gaussian_data():
+    """Two bounds x two critics at MI 2 and 6 nats, two seeds, traced every 10 of 100 steps."""
+    runs, traces = [], []
+    k = 0
+    for bound, bias in (("infonce", -0.5), ("nwj", -0.1)):
+        for critic in ("separable", "joint"):
+            for mi in (2.0, 6.0):
+                for seed in (0, 1):
+                    rid = f"g{k}"
+                    k += 1
+                    est = mi + bias * mi + 0.05 * seed
+                    runs.append(row(run_id=rid, bound=bound, critic=critic, seed=seed, mi_true=mi,
+                                    mi_estimate=est, task_params={"mi": mi},
+                                    pairs_per_s=5000.0 if critic == "separable" else 500.0))
+                    steps = np.arange(0, 100, 10)
+                    traces.append(pd.DataFrame({"run_id": rid, "step": steps,
+                                                "estimate": est * (1 - np.exp(-steps / 30)), "mi_true": mi}))
+    return pd.concat(traces, ignore_index=True), frame(runs)
+
+
+def legend_texts(fig):
+    texts = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    for ax in fig.axes:
+        if ax.get_legend() is not None:
+            texts += [t.get_text() for t in ax.get_legend().get_texts()]
+    return texts
+
+
+def has_hline(ax, y, linestyle="--"):
+    for line in ax.get_lines():
+        yd = np.asarray(line.get_ydata(), dtype=float)
+        if line.get_linestyle() == linestyle and yd.size and np.allclose(yd, y):
+            return True
+    return False
+
+
+def test_training_figure_draws_truth_test_points_and_names_bounds():
+    traces, runs = gaussian_data()
+    fig = F.fig_training(traces, runs)
+    axes = [ax for ax in fig.axes if ax.get_lines()]
+    assert len(axes) == 2                                           # one panel per MI level
+    assert has_hline(axes[0], 2.0) and has_hline(axes[1], 6.0)
+    texts = legend_texts(fig)
+    assert {"InfoNCE", "NWJ", "true MI", "held-out estimate", "separable critic", "joint critic"} <= set(texts)
+    assert all("[nats]" in ax.get_ylabel() for ax in axes) and axes[-1].get_xlabel() == "training step"
+    assert fig.get_size_inches()[0] == pytest.approx(F.WIDTH)
+
+
+def test_staircase_figure_draws_stepped_truth_and_log_k():
+    traces, runs = stair_data()
+    fig = F.fig_staircase(traces, runs)
+    ax = fig.axes[0]
+    stepped = [line for line in ax.get_lines() if line.get_drawstyle() == "steps-post"]
+    assert stepped and set(np.asarray(stepped[0].get_ydata())) == {1.0, 3.0}
+    assert has_hline(ax, math.log(64), linestyle=":")
+    texts = legend_texts(fig)
+    assert "InfoNCE" in texts and "true MI (stepped)" in texts and any("ln(K+1)" in t for t in texts)
+
+
+def test_bias_sd_figure_draws_zero_bias_and_names_bounds():
+    traces, runs = gaussian_data()
+    fig = F.fig_bias_sd(summarize(runs))
+    ax_bias, ax_sd = fig.axes[:2]
+    assert has_hline(ax_bias, 0.0)
+    assert ax_bias.get_ylabel() == "bias [nats]" and ax_sd.get_xlabel() == "true MI [nats]"
+    assert "[nats]" in ax_sd.get_ylabel()
+    texts = legend_texts(fig)
+    assert {"InfoNCE", "NWJ", "zero bias (truth)"} <= set(texts)
+    # the staircase summary has the same columns and makes the same figure
+    traces, sruns = stair_data()
+    assert F.fig_bias_sd(staircase_summary(traces, sruns)) is not None
+
+
+def test_negatives_figure_draws_truth_and_log_k_on_a_log_axis():
+    runs = frame([row(run_id=f"{b}{k}{s}", bound=b, n_negatives=k, seed=s, mi_true=2.3,
+                      mi_estimate=min(math.log(k + 1), 2.0) + 0.01 * s)
+                  for b in ("smile", "infonce") for k in (1, 8, 127) for s in (0, 1)])
+    fig = F.fig_negatives(runs)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and "K" in ax.get_xlabel() and "[nats]" in ax.get_ylabel()
+    assert has_hline(ax, 2.3)
+    dotted = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+    x, y = (np.asarray(v, dtype=float) for v in dotted[0].get_data())
+    assert np.allclose(y, np.log(x + 1)) and x.min() == 1 and x.max() == 127
+    assert {"SMILE", "InfoNCE", "true MI", "ln(K+1)"} <= set(legend_texts(fig))
+
+
+def test_throughput_figure_has_a_bar_per_bound_and_device():
+    traces, runs = gaussian_data()
+    runs = pd.concat([runs, runs.assign(device="cuda", pairs_per_s=runs["pairs_per_s"] * 30,
+                                        run_id=runs["run_id"] + "c")])
+    fig = F.fig_throughput(runs)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["InfoNCE, joint", "InfoNCE, separable", "NWJ, joint", "NWJ, separable"]
+    assert ax.get_xscale() == "log" and "pairs/s" in ax.get_xlabel()
+    assert {"device: cpu", "device: cuda"} <= set(legend_texts(fig))
+    assert len(ax.patches) >= 8
+
+
+def test_embedding_figure_colours_by_class_and_states_the_truth():
+    rng = np.random.default_rng(0)
+    emb = pd.DataFrame({"pc1": rng.normal(size=100), "pc2": rng.normal(size=100), "label": np.arange(100) % 10})
+    run = row(bound="smile", critic="joint", n_negatives=32, mi_estimate=2.16, mi_true=2.3008)
+    fig = F.fig_embedding(emb, run=run)
+    assert [str(d) for d in range(10)] == legend_texts(fig)
+    title = fig.axes[0].get_title(loc="left")
+    assert "2.301" in title and "SMILE" in title
+
+
+def test_embed_images_projects_a_saved_encoder(tmp_path, monkeypatch):
+    import torch
+
+    from mibench import data
+    from mibench.estimators import EstimatorSpec, build_estimator
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (500, 28, 28), dtype=torch.uint8, generator=gen)
+    labels = torch.arange(500) % 10
+    calls = []
+    monkeypatch.setattr(data, "load_split", lambda *a: calls.append(a) or (images, labels))  # the test split
+    spec = EstimatorSpec(bound="smile", critic="joint", hidden=(8,), encoder="conv", embed_dim=4, shared=True)
+    est = build_estimator(spec, (1, 28, 28), (1, 28, 28))
+    d = {"estimator": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()},
+         "family": "paired_mnist"}
+    torch.save({"spec": d, "state_dict": est.state_dict()}, tmp_path / "m.pt")
+    emb, spec_dict = F.embed_images(tmp_path / "m.pt", n=300)
+    assert calls == [("mnist", False, None)]
+    assert emb.shape == (300, 3) and set(emb["label"]) == set(range(10))
+    assert emb["pc1"].var() >= emb["pc2"].var() > 0               # principal components, in order
+    assert spec_dict["estimator"]["encoder"] == "conv"
+
+
+# --------------------------------------------------------------------------------------------
+# CLI and end to end
+
+
+def test_report_on_a_folder_without_runs_exits_2_with_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mibench: error: ") and "runs.jsonl" in err
+    assert main(["figures", "--reference", str(tmp_path / "none")]) == 2
+
+
+TINY = """
+name = "tiny"
+[task]
+family = "gaussian"
+dim = 2
+mi = 0.5
+[estimator]
+hidden = [16]
+critic_dim = 8
+[train]
+steps = 30
+batch_size = 32
+log_every = 5
+[eval]
+batches = 4
+[[grid]]
+name = "mi"
+bounds = ["infonce"]
+negatives = [4, "all"]
+seeds = [0, 1]
+task = { mi = [0.5, 1.0] }
+[[grid]]
+name = "stairs"
+bounds = ["infonce"]
+staircase = [0.5, 1.0]
+steps = 40
+"""
+
+
+def test_save_figure_writes_png_and_pdf(tmp_path):
+    traces, runs = stair_data()
+    paths = F.save_figure(F.fig_staircase(traces, runs), tmp_path, "stairs")
+    assert [p.name for p in paths] == ["stairs.png", "stairs.pdf"]
+    assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:5] == b"%PDF-"
+
+
+def test_sweep_then_report_writes_tables_and_figures(tmp_path, capsys, monkeypatch):
+    from mibench.runner import sweep
+
+    monkeypatch.setattr(F, "FORMATS", ("png",))        # PDFs: test_save_figure_writes_png_and_pdf
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(TINY)
+    out = tmp_path / "gaussian"
+    df = sweep(str(preset), out=out, progress=False)
+    assert len(df) == 9 and (df["status"] == "ok").all()
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "bound = infonce" in printed and "| grid" in printed and "bias [nats]" in printed
+    for name in ("summary.csv", "summary.md", "summary.tex", "staircase.csv", "staircase.md", "staircase.tex"):
+        assert (out / name).is_file(), name
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 2 * 2 + 1 and set(summary["runs"]) == {2, 1}
+    assert (out / "summary.md").read_text() == to_markdown(summarize(df))
+    made = {p.name for p in (out / "figures").iterdir()}
+    assert made == {f"{name}.png" for name in ("training_mi", "staircase", "bias_sd", "bias_sd_staircase",
+                                               "negatives", "throughput")}
+
+
+def test_figures_command_reports_every_reference_subfolder(tmp_path, monkeypatch, capsys):
+    from mibench.results import append_jsonl
+
+    monkeypatch.setattr(F, "FORMATS", ("png",))
+    traces, runs = stair_data(seeds=(0,))
+    ref = tmp_path / "reference"
+    for sub, keep in (("gaussian_staircase", ["s0"]), ("paired_mnist", ["plain"])):
+        for r in runs[runs["run_id"].isin(keep)].to_dict("records"):
+            append_jsonl(ref / sub / "runs.jsonl", r)
+        for rid, t in traces.groupby("run_id"):
+            append_jsonl(ref / sub / "traces.jsonl", {"run_id": rid, **{c: t[c].tolist() for c in
+                                                                       ("step", "estimate", "mi_true")}})
+    (ref / "notes").mkdir()                                         # no runs.jsonl: not a results folder
+    assert main(["figures", "--reference", str(ref), "--out", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["gaussian_staircase", "paired_mnist"]
+    out = tmp_path / "out"
+    assert (out / "gaussian_staircase" / "staircase.tex").is_file()
+    assert (out / "gaussian_staircase" / "figures" / "staircase.png").is_file()
+    assert (out / "paired_mnist" / "summary.md").is_file()
+    assert (out / "paired_mnist" / "figures" / "training_g.png").is_file()
+    assert not (out / "paired_mnist" / "staircase.md").exists()
+    assert not (tmp_path / "out" / "notes").exists()
