@@ -219,8 +219,8 @@ def expand(preset: Preset, *, quick: bool = False, overrides: Mapping[str, Any] 
             g.pop("epochs", None)
         g.update(overrides)
         specs += _expand_grid(preset, g, f"{where} [[{'quick' if quick else 'grid'}]] #{i + 1}")
-    ids = [s.run_id for s in specs]
-    return [s for k, s in enumerate(specs) if s.run_id not in ids[:k]]   # grids may overlap
+    unique = {s.run_id: s for s in reversed(specs)}          # grids may overlap: keep the first
+    return [s for s in specs if unique.get(s.run_id) is s]
 
 
 def _expand_grid(preset: Preset, grid: dict[str, Any], where: str) -> list[RunSpec]:
