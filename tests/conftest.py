@@ -32,3 +32,22 @@ def mnist_train():
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+# The head of a tiny Gaussian preset (seconds to run) that sweep tests add [[grid]] tables to.
+TINY_HEAD = """
+name = "tiny"
+[task]
+family = "gaussian"
+dim = 2
+mi = 0.5
+[estimator]
+hidden = [16]
+critic_dim = 8
+[train]
+steps = {steps}
+batch_size = 32
+log_every = 5
+[eval]
+batches = 4
+"""

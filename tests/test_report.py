@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import TINY_HEAD
 from mibench import figures as F
 from mibench.cli import main
 from mibench.report import (bootstrap_ci, staircase_levels, staircase_summary, summarize, to_markdown,
@@ -295,21 +296,7 @@ def test_report_on_a_folder_without_runs_exits_2_with_one_line(tmp_path, capsys)
     assert main(["figures", "--reference", str(tmp_path / "none")]) == 2
 
 
-TINY = """
-name = "tiny"
-[task]
-family = "gaussian"
-dim = 2
-mi = 0.5
-[estimator]
-hidden = [16]
-critic_dim = 8
-[train]
-steps = 30
-batch_size = 32
-log_every = 5
-[eval]
-batches = 4
+TINY = TINY_HEAD.format(steps=30) + """
 [[grid]]
 name = "mi"
 bounds = ["infonce"]

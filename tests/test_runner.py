@@ -13,27 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import TINY_HEAD
 from mibench import bounds as B
 from mibench.cli import main
 from mibench.presets import expand, load_preset
 from mibench.results import RUNS_FILE, append_jsonl, load_results, load_rows
 from mibench.runner import sweep
 
-TINY = """
-name = "tiny"
-[task]
-family = "gaussian"
-dim = 2
-mi = 0.5
-[estimator]
-hidden = [16]
-critic_dim = 8
-[train]
-steps = {steps}
-batch_size = 32
-log_every = 5
-[eval]
-batches = 4
+TINY = TINY_HEAD + """
 [[grid]]
 bounds = ["infonce", "nwj"]
 negatives = [4, "all"]
