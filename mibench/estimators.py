@@ -141,12 +141,15 @@ class TransformedEstimator(nn.Module):
             aux = self.aux_head(fy)
         return scores, aux
 
-    def forward(self, x: Tensor, y: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
-        """(training loss, detached estimate in nats) for given candidate indices: the pure
-        function of parameters and inputs that batched training maps over models."""
+    def forward(self, x: Tensor, y: Tensor, cols: Tensor, with_value: bool = False):
+        """The training loss for given candidate indices, and with ``with_value`` also the
+        detached estimate in nats: the pure function of parameters and inputs that batched
+        training maps over models."""
         scores, aux = self.scores_at(x, y, cols)
-        value = self.bound.estimate(scores.detach(), None if aux is None else aux.detach())
-        return self.bound.loss(scores, aux), value
+        loss = self.bound.loss(scores, aux)
+        if not with_value:
+            return loss
+        return loss, self.bound.estimate(scores.detach(), None if aux is None else aux.detach())
 
     def loss(self, x: Tensor, y: Tensor, n_negatives: int, generator: torch.Generator | None = None) -> Tensor:
         return self.bound.loss(*self.scores(x, y, n_negatives, generator))

@@ -101,15 +101,12 @@ def fit(estimator: TransformedEstimator, task: Task, *, steps: int, batch_size: 
 
     def step_fn(current: Task, want_value: bool) -> torch.Tensor | None:
         x, y = current.sample(batch_size, generator=generator)
-        scores, aux = estimator.scores(x, y, n_negatives, generator)
-        loss = estimator.bound.loss(scores, aux)
+        cols = candidate_indices(batch_size, n_negatives, generator, device)
+        loss, value = estimator(x, y, cols, with_value=True) if want_value else (estimator(x, y, cols), None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if not want_value:
-            return None
-        with torch.no_grad():
-            return estimator.bound.estimate(scores.detach(), None if aux is None else aux.detach())[None]
+        return None if value is None else value[None]
 
     return _train_loop(step_fn, device, 1, task, steps=steps, batch_size=batch_size, task_at=task_at,
                        log_every=log_every, warmup=warmup, progress=progress, desc=desc)[0]
@@ -139,17 +136,22 @@ def fit_batched(estimators: list[TransformedEstimator], task: Task, *, steps: in
     device = next(estimators[0].parameters()).device
     params, buffers = stack_module_state(estimators)
     template = copy.deepcopy(estimators[0]).to("meta")
-    batched = torch.vmap(lambda p, b, x, y, c: functional_call(template, (p, b), (x, y, c)))
+    def mapped(with_value: bool):
+        return torch.vmap(lambda p, b, x, y, c: functional_call(template, (p, b), (x, y, c),
+                                                                {"with_value": with_value}))
+
+    loss_only, loss_and_value = mapped(False), mapped(True)   # the estimate only on log steps
     opt = make_optimizer(params.values(), lr, device)
 
-    def step_fn(current: Task, want_value: bool) -> torch.Tensor:
+    def step_fn(current: Task, want_value: bool) -> torch.Tensor | None:
         xs, ys, cols = [], [], []
         for g in generators:
             x, y = current.sample(batch_size, generator=g)
             xs.append(x)
             ys.append(y)
             cols.append(candidate_indices(batch_size, n_negatives, g, device))
-        losses, values = batched(params, buffers, torch.stack(xs), torch.stack(ys), torch.stack(cols))
+        inputs = (params, buffers, torch.stack(xs), torch.stack(ys), torch.stack(cols))
+        losses, values = loss_and_value(*inputs) if want_value else (loss_only(*inputs), None)
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()          # models share no parameters: each gets its own gradient
         opt.step()
