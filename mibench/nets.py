@@ -88,6 +88,13 @@ class ChannelsLast(nn.Sequential):
 
 # --------------------------------------------------------------------------- critics
 
+def take_rows(t: Tensor, cols: Tensor) -> Tensor:
+    """t[cols] for a (B, K + 1) index: (B, K + 1, *t.shape[1:]). ``index_select`` copies whole
+    rows, and its backward is an index_add; on CPU both run 2-3x faster than advanced
+    indexing, whose backward is an accumulating index_put."""
+    return t.index_select(0, cols.reshape(-1)).view(*cols.shape, *t.shape[1:])
+
+
 class SeparableCritic(nn.Module):
     """f(x, y) = g(x)^T h(y) / temperature with MLPs g, h: the whole batch is one matmul."""
 
@@ -139,7 +146,7 @@ class JointCritic(nn.Module):
             # Most of the batch is scored: broadcasting all B x B pairs and picking the columns
             # afterwards avoids the scatter that the backward of a (B, K + 1, H) gather needs.
             return self.rest(a[:, None, :] + c[None, :, :]).squeeze(-1).gather(1, cols)
-        pairs = a[:, None, :] + c[cols]                   # (B, K + 1, H)
+        pairs = a[:, None, :] + take_rows(c, cols)         # (B, K + 1, H)
         return self.rest(pairs).squeeze(-1)
 
 
@@ -153,8 +160,8 @@ class ConditionalGaussian(nn.Module):
 
     def forward(self, fx: Tensor, fy: Tensor, cols: Tensor) -> Tensor:
         mu, logvar = self.net(fx).chunk(2, dim=-1)                     # (B, dy) each
-        diff = fy[:, None, :] - mu[cols]                               # (B, K + 1, dy)
-        lv = logvar[cols]
+        diff = fy[:, None, :] - take_rows(mu, cols)                    # (B, K + 1, dy)
+        lv = take_rows(logvar, cols)
         return -0.5 * (diff.pow(2) * torch.exp(-lv) + lv + math.log(2 * math.pi)).sum(-1)
 
 

@@ -17,6 +17,7 @@ import torch
 
 from . import __version__
 from .bounds import BOUNDS
+from .cpu import default_threads
 from .distributions import build_task
 from .estimators import build_estimator, entropy_y_of
 from .interface import ConfigError, Task
@@ -27,13 +28,6 @@ from .train import evaluate, fit, fit_batched
 log = logging.getLogger(__name__)
 
 FINISHED = ("ok", "diverged")   # statuses a resumed sweep does not redo; "error" runs are retried
-
-
-def default_threads() -> int:
-    """One torch thread per run on small machines (2 threads on a shared 2-core box can be an
-    order of magnitude slower than 1), half the cores on larger ones, at most 8."""
-    cores = os.cpu_count() or 1
-    return 1 if cores <= 2 else min(8, cores // 2)
 
 
 def device_available(device: str) -> bool:

@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 
 import torch
 
+from .cpu import keep_freed_buffers
 from .estimators import TransformedEstimator
 from .interface import ConfigError, Task
 from .nets import candidate_indices
@@ -52,6 +53,8 @@ def _train_loop(step_fn: StepFn, device: torch.device, n_models: int, task: Task
     """Calls ``step_fn(task, want_value)`` ``steps`` times and does the bookkeeping: the trace
     (one host sync every ``log_every`` steps, when step_fn returns the (n_models,) estimates),
     the progress bar and the timing after ``warmup`` steps."""
+    if device.type == "cpu":
+        keep_freed_buffers()        # large activations reused between steps, not remapped
     results = [FitResult() for _ in range(n_models)]
     bar = None
     if progress:

@@ -1,0 +1,70 @@
+"""Host-side settings that decide CPU training speed: torch's thread count and how freed
+activation buffers are returned to the operating system.
+
+Why the allocator matters. torch's CPU tensors come straight from ``malloc``. glibc serves a
+request above its mmap threshold (128 KiB to start, raised only as such blocks are freed) with a
+fresh ``mmap`` and unmaps it on free, so a training step whose activations are megabytes (the
+joint critic's (B, K + 1, H) pair tensor is 8 MiB at B = 128, K = 127, H = 128) maps new pages,
+has the kernel zero-fill them on first touch and unmaps them again, every step, for every large
+intermediate. Raising the mmap and trim thresholds once keeps those buffers in the heap, where
+the next step reuses them. Results do not change; the process keeps its peak heap instead of
+handing it back between steps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import sys
+
+log = logging.getLogger(__name__)
+
+# mallopt parameters (glibc's malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+# Blocks up to the mmap threshold come from the heap. Some glibc versions refuse a threshold
+# above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit), so that is the fallback. TRIM_THRESHOLD: free heap kept before returning memory.
+MMAP_THRESHOLDS = (256 * 2**20, 32 * 2**20)
+TRIM_THRESHOLD = 1 * 2**30
+_ENV_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+
+_state: dict[str, bool] = {}
+
+
+def default_threads() -> int:
+    """One torch thread per run on small machines (2 threads on a shared 2-core box can be an
+    order of magnitude slower than 1), half the cores on larger ones, at most 8."""
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else min(8, cores // 2)
+
+
+def keep_freed_buffers() -> bool:
+    """Raise glibc's mmap and trim thresholds once per process so that large tensors freed at the
+    end of a training step are reused by the next one instead of being unmapped and mapped anew.
+
+    Returns whether the thresholds are in effect. Does nothing (and returns False) off glibc,
+    when ``MIBENCH_MALLOC=default`` is set, or when the user set glibc's own ``MALLOC_*_``
+    variables (their choice wins).
+    """
+    if "done" in _state:
+        return _state["done"]
+    _state["done"] = False
+    if not sys.platform.startswith("linux") or os.environ.get("MIBENCH_MALLOC", "") == "default":
+        return False
+    if any(v in os.environ for v in _ENV_VARS):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):        # musl and other C libraries have no mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = (any(mallopt(_M_MMAP_THRESHOLD, t) == 1 for t in MMAP_THRESHOLDS)
+          and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
+    if not ok:
+        log.debug("mallopt refused the thresholds; keeping the C library's defaults")
+    _state["done"] = ok
+    return ok
