@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from .interface import ConfigError
+from .interface import PRECISIONS, ConfigError
 
 
 def _first_line(obj) -> str:
@@ -75,7 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     overrides = {"bounds": args.bounds, "critics": args.critics, "negatives": args.negatives,
                  "batch_sizes": args.batch_sizes, "devices": args.devices, "seeds": args.seeds,
-                 "steps": args.steps, "epochs": args.epochs, "batch_seeds": args.batch_seeds or None}
+                 "steps": args.steps, "epochs": args.epochs, "batch_seeds": args.batch_seeds or None,
+                 "precision": args.precision}
     df = sweep(args.task, quick=args.quick, out=args.out, force=args.force, data_dir=args.data_dir,
                threads=args.threads, progress=not args.no_progress, overrides=overrides)
     if len(df) == 0:
@@ -146,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: 1 on <= 2 cores)")
     run.add_argument("--batch-seeds", action="store_true",
                      help="train the seeds of each cell together as one batched model (vmap)")
+    run.add_argument("--precision", choices=PRECISIONS,
+                     help="training forward pass: fp32 (default) or bf16 autocast (pays on GPUs)")
     run.add_argument("--force", action="store_true", help="redo runs already recorded")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)

@@ -139,7 +139,8 @@ class TransformedEstimator(nn.Module):
             aux = self.aux_head(fx, fy, cols[:, :1]).squeeze(1)
         elif self.aux_head is not None:
             aux = self.aux_head(fy)
-        return scores, aux
+        # float32 for the bound even when the forward ran under bfloat16 autocast (a no-op otherwise)
+        return scores.float(), None if aux is None else aux.float()
 
     def forward(self, x: Tensor, y: Tensor, cols: Tensor, with_value: bool = False):
         """The training loss for given candidate indices, and with ``with_value`` also the

@@ -12,6 +12,10 @@ import torch
 from torch import Tensor
 
 
+# Precisions of the training forward pass (see ``train.autocast``).
+PRECISIONS = ("fp32", "bf16")
+
+
 class ConfigError(ValueError):
     """A user-facing configuration mistake: bad name, bad value, unknown key.
 

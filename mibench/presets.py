@@ -26,12 +26,13 @@ else:  # pragma: no cover
 
 from .distributions import TASK_FAMILIES, task_parameters
 from .estimators import EstimatorSpec
-from .interface import ConfigError
+from .interface import PRECISIONS, ConfigError
 
 # Grid axes and the RunSpec / EstimatorSpec field each one sets.
 AXES = {"bounds": "bound", "critics": "critic", "negatives": "negatives",
         "batch_sizes": "batch_size", "devices": "device", "seeds": "seed"}
-TRAIN_KEYS = {"steps", "epochs", "batch_size", "lr", "log_every", "staircase", "save_model", "batch_seeds"}
+TRAIN_KEYS = {"steps", "epochs", "batch_size", "lr", "log_every", "staircase", "save_model", "batch_seeds",
+              "precision"}
 EVAL_KEYS = {"batches", "batch_size"}
 GRID_KEYS = {"name", "task", *AXES, *TRAIN_KEYS, *EstimatorSpec.__dataclass_fields__}
 TOP_KEYS = {"name", "description", "task", "estimator", "train", "eval", "grid", "quick"}
@@ -63,6 +64,7 @@ class RunSpec:
     epochs: float | None = None
     save_model: bool = False            # keep the trained weights in DIR/models/<run_id>.pt
     batch_seeds: bool = False           # train this run with its sibling seeds as one batched model
+    precision: str = "fp32"             # "bf16": the training forward under bfloat16 autocast
 
     @property
     def n_negatives(self) -> int:
@@ -88,7 +90,7 @@ class RunSpec:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-_HASHED_WHEN_SET = ("batch_seeds",)
+_HASHED_WHEN_SET = ("batch_seeds", "precision")
 
 
 @dataclass
@@ -257,6 +259,9 @@ def _expand_grid(preset: Preset, grid: dict[str, Any], where: str) -> list[RunSp
         raise ConfigError(f"{where}: batch_seeds must be true or false, got {batch_seeds!r}")
     if batch_seeds and "mine" in axes["bound"]:
         raise ConfigError(f"{where}: bound 'mine' keeps an in-place moving average and cannot use batch_seeds")
+    precision = train.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"{where}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if staircase and preset.family != "gaussian":
         raise ConfigError(f"{where}: staircase is only defined for the 'gaussian' family")
 
@@ -277,7 +282,8 @@ def _expand_grid(preset: Preset, grid: dict[str, Any], where: str) -> list[RunSp
             batch_size=cell["batch_size"], steps=steps, lr=float(lr), device=cell["device"],
             seed=cell["seed"], eval_batches=int(ev["batches"]), eval_batch_size=int(ev["batch_size"]),
             log_every=int(log_every), staircase=staircase, epochs=epochs,
-            save_model=bool(train.get("save_model", False)), batch_seeds=batch_seeds))
+            save_model=bool(train.get("save_model", False)), batch_seeds=batch_seeds,
+            precision=precision))
     return specs
 
 

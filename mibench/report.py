@@ -27,7 +27,10 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 #: The columns that identify a cell (one summary row); the MI level is added through task_params.
-CELL_KEYS = ("task", "grid", "bound", "critic", "encoder", "n_negatives", "batch_size", "device", "steps")
+CELL_KEYS = ("task", "grid", "bound", "critic", "encoder", "n_negatives", "batch_size", "device", "steps",
+             "precision")
+#: Values of cell keys that rows written before the key existed held implicitly.
+CELL_DEFAULTS = {"precision": "fp32"}
 
 N_BOOT = 2000
 BOOT_SEED = 0
@@ -47,7 +50,9 @@ def _with_keys(runs: pd.DataFrame) -> pd.DataFrame:
     df = runs.copy()
     for key in CELL_KEYS:
         if key not in df:
-            df[key] = None
+            df[key] = CELL_DEFAULTS.get(key)
+        elif key in CELL_DEFAULTS:
+            df[key] = df[key].fillna(CELL_DEFAULTS[key])
     df["_params"] = df["task_params"].map(_params_key) if "task_params" in df else ""
     for col in ("status", "mi_true", "mi_estimate", "mi_std", "pairs_per_s", "steps_per_s"):
         if col not in df:

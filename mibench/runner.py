@@ -66,6 +66,7 @@ def _base_row(spec: RunSpec) -> dict[str, Any]:
         "encoder": est.encoder, "shared_encoder": est.shared, "n_negatives": spec.n_negatives,
         "batch_size": spec.batch_size, "device": spec.device, "seed": spec.seed, "steps": spec.steps,
         "epochs": spec.epochs, "lr": spec.lr, "staircase": list(spec.staircase),
+        "precision": spec.precision,
         "spec": spec.to_dict(),
     }
 
@@ -119,6 +120,7 @@ def run_group(specs: list[RunSpec], *, data_dir: str | None = None, progress: bo
         common = dict(task_at=lambda step: levels[min(step // per_level, len(levels) - 1)],
                       steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
                       n_negatives=spec.n_negatives, log_every=spec.log_every, progress=progress,
+                      precision=spec.precision,
                       desc=f"{spec.estimator.bound} K={spec.n_negatives} {spec.device}"
                            + (f" x{len(specs)} seeds" if spec.batch_seeds else ""))
         if spec.batch_seeds:

@@ -3,6 +3,7 @@ held-out evaluation (``evaluate``)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -13,7 +14,7 @@ import torch
 
 from .cpu import keep_freed_buffers
 from .estimators import TransformedEstimator
-from .interface import ConfigError, Task
+from .interface import PRECISIONS, ConfigError, Task
 from .nets import candidate_indices
 
 
@@ -42,6 +43,21 @@ def make_optimizer(params: Iterable[torch.Tensor], lr: float, device: torch.devi
     """Adam; the fused kernel (one pass over all parameters) where torch has one for the device."""
     fused = True if device.type in ("cpu", "cuda") else None
     return torch.optim.Adam(params, lr=lr, fused=fused)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """A context manager, entered once per step, for the forward pass's precision.
+
+    "bf16" runs the forward under ``torch.autocast``: matmuls and convolutions in bfloat16,
+    parameters and optimizer state in float32. The scores are cast back to float32 before the
+    bound (``TransformedEstimator.scores_at``), so the bound, the loss and the estimate are
+    float32 either way. Held-out evaluation always runs in float32.
+    """
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
 StepFn = Callable[[Task, bool], "torch.Tensor | None"]
@@ -91,21 +107,25 @@ def _train_loop(step_fn: StepFn, device: torch.device, n_models: int, task: Task
 
 def fit(estimator: TransformedEstimator, task: Task, *, steps: int, batch_size: int, lr: float,
         n_negatives: int, generator: torch.Generator, task_at: Callable[[int], Task] | None = None,
-        log_every: int = 20, warmup: int = 10, progress: bool = False, desc: str = "") -> FitResult:
+        log_every: int = 20, warmup: int = 10, progress: bool = False, desc: str = "",
+        precision: str = "fp32") -> FitResult:
     """Train ``estimator`` with Adam on fresh batches of ``task`` for ``steps`` steps.
 
     ``task_at(step)``, when given, replaces ``task`` step by step (the staircase protocol).
+    ``precision``: "fp32", or "bf16" for a bfloat16 forward pass (see ``autocast``).
     Nothing leaves the device on a step except every ``log_every`` steps, when the batch's
     estimate is read back for the trace and the progress bar.
     """
     device = next(estimator.parameters()).device
     opt = make_optimizer(estimator.parameters(), lr, device)
     estimator.train()
+    amp = autocast(device, precision)                   # entered once per step
 
     def step_fn(current: Task, want_value: bool) -> torch.Tensor | None:
         x, y = current.sample(batch_size, generator=generator)
         cols = candidate_indices(batch_size, n_negatives, generator, device)
-        loss, value = estimator(x, y, cols, with_value=True) if want_value else (estimator(x, y, cols), None)
+        with amp:
+            loss, value = estimator(x, y, cols, with_value=True) if want_value else (estimator(x, y, cols), None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -118,7 +138,7 @@ def fit(estimator: TransformedEstimator, task: Task, *, steps: int, batch_size: 
 def fit_batched(estimators: list[TransformedEstimator], task: Task, *, steps: int, batch_size: int,
                 lr: float, n_negatives: int, generators: list[torch.Generator],
                 task_at: Callable[[int], Task] | None = None, log_every: int = 20, warmup: int = 10,
-                progress: bool = False, desc: str = "") -> list[FitResult]:
+                progress: bool = False, desc: str = "", precision: str = "fp32") -> list[FitResult]:
     """Train several estimators of one architecture (typically one per seed) as one batched
     model: parameters stacked with ``torch.func.stack_module_state`` and the training step
     mapped over them with ``vmap``, so each step is one set of larger kernels instead of S
@@ -145,6 +165,7 @@ def fit_batched(estimators: list[TransformedEstimator], task: Task, *, steps: in
 
     loss_only, loss_and_value = mapped(False), mapped(True)   # the estimate only on log steps
     opt = make_optimizer(params.values(), lr, device)
+    amp = autocast(device, precision)
 
     def step_fn(current: Task, want_value: bool) -> torch.Tensor | None:
         xs, ys, cols = [], [], []
@@ -154,7 +175,8 @@ def fit_batched(estimators: list[TransformedEstimator], task: Task, *, steps: in
             ys.append(y)
             cols.append(candidate_indices(batch_size, n_negatives, g, device))
         inputs = (params, buffers, torch.stack(xs), torch.stack(ys), torch.stack(cols))
-        losses, values = loss_and_value(*inputs) if want_value else (loss_only(*inputs), None)
+        with amp:
+            losses, values = loss_and_value(*inputs) if want_value else (loss_only(*inputs), None)
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()          # models share no parameters: each gets its own gradient
         opt.step()

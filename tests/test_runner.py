@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -18,6 +19,7 @@ from mibench import bounds as B
 from mibench.cli import main
 from mibench.presets import expand, load_preset
 from mibench.results import RUNS_FILE, append_jsonl, load_results, load_rows
+from mibench.report import summarize
 from mibench.runner import sweep
 
 TINY = TINY_HEAD + """
@@ -174,6 +176,8 @@ BAD_PRESETS = {
                "unknown device 'gpu'"),
     "train_key": ('[task]\nfamily = "gaussian"\nmi = 1.0\n[train]\nsteps = 5\nlearning_rate = 1',
                   "[train]: unknown key 'learning_rate'"),
+    "precision": ('[task]\nfamily = "gaussian"\nmi = 1.0\n[train]\nsteps = 5\nprecision = "fp16"',
+                  "precision must be one of fp32, bf16, got 'fp16'"),
 }
 
 
@@ -238,6 +242,27 @@ def test_batch_seeds_gives_one_row_per_seed_matching_unbatched_runs(tmp_path):
     b = batched.set_index(key)["mi_estimate"].sort_index()
     assert b.tolist() == pytest.approx(a.tolist(), abs=1e-3)
     assert not set(plain["run_id"]) & set(batched["run_id"])
+
+
+def test_precision_is_a_recorded_run_option(tmp_path):
+    """bf16 runs are their own cells: new run ids, a precision column, and fp32 ids unchanged
+    (the option enters the hash only when set)."""
+    plain = sweep(tiny(tmp_path), out=tmp_path / "a", progress=False)
+    bf16 = sweep(tiny(tmp_path), out=tmp_path / "a", progress=False, overrides={"precision": "bf16"})
+    assert len(bf16) == 8 and (bf16["status"] == "ok").all()
+    assert set(plain["precision"]) == {"fp32"} and set(bf16["precision"]) == {"bf16"}
+    assert not set(plain["run_id"]) & set(bf16["run_id"])
+    assert len(summarize(pd.concat([plain, bf16]))) == 2 * len(summarize(plain))
+
+
+@pytest.mark.parametrize("name", ["gaussian", "paired_mnist", "gaussian_staircase"])
+def test_recorded_reference_runs_keep_their_ids(name):
+    """Options added since the reference runs were recorded (batch_seeds, precision) must not
+    change the ids of runs that leave them at their defaults: the recorded runs still resume."""
+    repo = Path(__file__).resolve().parents[1]
+    recorded = {r["run_id"] for r in load_rows(repo / "results" / "reference" / name)}
+    expected = {s.run_id for s in expand(load_preset(name)) if s.device == "cpu"}
+    assert recorded and recorded == expected
 
 
 def test_a_built_wheel_carries_the_presets(tmp_path):
