@@ -48,8 +48,10 @@ SMILE tau 5; joint critic [64, 32]; 32 negatives), in pairs per second:
   (d) mibench's model-only step on the same 4 fixed batches:
       ``loss = est.loss(x, y, 32, gen); opt.zero_grad(); loss.backward(); opt.step()`` with the
       optimizer ``fit`` builds.
+  (b') (b) again in a torch-mist process started with glibc's malloc thresholds set the way
+      mibench sets them (see "The allocator" below).
   Ratios: c/a (target >= 2), d/c (target <= 1.15: fit within 15% of its model-only limit),
-  and for information b/a and d/b.
+  and for information b/a, d/b and d/b'.
 
 20-d correlated Gaussian (I = 4 nats; batch 128), in steps per second:
   infonce_sep      InfoNCE, separable critic, all in-batch negatives. torch-mist:
@@ -68,7 +70,15 @@ SMILE tau 5; joint critic [64, 32]; 32 negatives), in pairs per second:
   "train_mi_estimator", its training utility on a data set of samples (per-item DataLoader,
   PandasLogger logging the loss and the mutual information every step). The ratio
   mibench / torch-mist is printed against both; the plain loop is the like-for-like one (like
-  fit, it draws a fresh batch and takes one optimizer step, nothing else).
+  fit, it draws a fresh batch and takes one optimizer step, nothing else). A third torch-mist
+  series runs the plain loop with the same allocator setting as mibench.
+
+The allocator. mibench raises glibc's mmap and trim thresholds when it starts training
+(``mibench.cpu.keep_freed_buffers``), so the megabyte-sized activations of one step reuse the
+previous step's memory instead of being mapped and zero-filled afresh. torch-mist, like plain
+PyTorch, runs with glibc's defaults. The "same allocator" series start torch-mist's worker with
+MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ set to the same values, to show how much of
+each ratio is that setting and how much is the rest of mibench's step.
 
 --json OUT saves every measurement, the medians, the ratios and the versions.
 """
@@ -99,6 +109,11 @@ MNIST_EPOCH_STEPS = 60_000 // BATCH     # full batches in one pass of the torch-
 
 SEED_SPEC = {"bound": "smile", "tau": 5.0, "critic": "joint", "hidden": [64, 32], "encoder": "conv",
              "embed_dim": 16, "shared": True, "negatives": 32}
+
+# glibc's malloc thresholds as mibench sets them at run time (mibench.cpu.keep_freed_buffers),
+# given to a second torch-mist worker through glibc's environment variables: that series shows
+# how much of a ratio is the allocator setting and how much the rest.
+SAME_ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(256 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 
 # Gaussian configurations: mibench spec, torch-mist factory call (name, kwargs), label.
 GAUSS_CONFIGS = {
@@ -137,7 +152,7 @@ def _worker_main(side: str, data_dir: str | None) -> None:
     import torch
 
     torch.set_num_threads(1)
-    impl = _TorchMistSide(data_dir) if side == "torch_mist" else _MibenchSide(data_dir)
+    impl = _TorchMistSide(data_dir) if side.startswith("torch_mist") else _MibenchSide(data_dir)
     proto.write(json.dumps({"ready": True, "versions": impl.versions()}) + "\n")
     for line in sys.stdin:
         req = json.loads(line)
@@ -354,6 +369,9 @@ class _MibenchSide:
     """The mibench half; runs in the Python that runs this script."""
 
     def __init__(self, data_dir: str | None):
+        from mibench.cpu import keep_freed_buffers
+
+        keep_freed_buffers()        # what fit does on its first call; the model-only step too
         self.data_dir = data_dir
         self._task = None
         self._fixed = None
@@ -539,6 +557,7 @@ def plan(only: str | None) -> list[dict]:
                 ("c", "mibench", "mnist_fit", "(c) mibench fit"),
                 ("b", "torch_mist", "mnist_model", "(b) torch-mist model-only step"),
                 ("d", "mibench", "mnist_model", "(d) mibench model-only step"),
+                ("b_heap", "torch_mist_heap", "mnist_model", "(b') torch-mist model-only, same allocator"),
             ],
             "probe": 3, "warmup": 3, "max_steps": MNIST_EPOCH_STEPS - 1,
         })
@@ -548,7 +567,9 @@ def plan(only: str | None) -> list[dict]:
             if tm is not None:
                 series += [("torch_mist", "torch_mist", f"gauss_{config}_plain", "torch-mist plain loop"),
                            ("torch_mist_util", "torch_mist", f"gauss_{config}_util",
-                            "torch-mist train_mi_estimator")]
+                            "torch-mist train_mi_estimator"),
+                           ("torch_mist_heap", "torch_mist_heap", f"gauss_{config}_plain",
+                            "torch-mist plain loop, same allocator")]
             groups.append({"group": f"gaussian/{config}", "unit": "steps/s",
                            "title": f"20-d Gaussian, batch 128: {title}", "series": series,
                            "probe": 10, "warmup": 10, "max_steps": None})
@@ -586,15 +607,19 @@ def run_group(group: dict, workers: dict, args) -> dict:
     return out
 
 
+DB_HEAP = "d/b'"
+
+
 def ratios(name: str, res: dict) -> dict:
     med = {k: v["median"] for k, v in res["series"].items()}
     if name == "mnist":
         return {"c/a": med["c"] / med["a"], "d/c": med["d"] / med["c"],
-                "b/a": med["b"] / med["a"], "d/b": med["d"] / med["b"]}
+                "b/a": med["b"] / med["a"], "d/b": med["d"] / med["b"], DB_HEAP: med["d"] / med["b_heap"]}
     out = {}
     if "torch_mist" in med:
         out["mibench/torch-mist plain"] = med["mibench"] / med["torch_mist"]
         out["mibench/torch-mist train_mi_estimator"] = med["mibench"] / med["torch_mist_util"]
+        out["mibench/torch-mist plain, same allocator"] = med["mibench"] / med["torch_mist_heap"]
     return out
 
 
@@ -608,7 +633,7 @@ def summary(results: dict) -> None:
         rs = res.get("ratios", {})
         if name == "mnist":
             print(f"  c/a = {rs['c/a']:.2f} (target >= 2)   d/c = {rs['d/c']:.2f} (target <= 1.15)"
-                  f"   b/a = {rs['b/a']:.2f}   d/b = {rs['d/b']:.2f}")
+                  f"   b/a = {rs['b/a']:.2f}   d/b = {rs['d/b']:.2f}   d/b' = {rs[DB_HEAP]:.2f}")
         elif rs:
             print("  " + "   ".join(f"{k} = {v:.2f}" for k, v in rs.items()))
     print("=" * 100)
@@ -627,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", help="MNIST root in torchvision's layout (default: as mibench resolves it)")
     p.add_argument("--venv", default=str(DEFAULT_VENV), help=f"torch-mist's environment (default {DEFAULT_VENV})")
     p.add_argument("--pip-args", default="", help="extra options for pip when creating that environment")
-    p.add_argument("--worker", choices=["mibench", "torch_mist"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["mibench", "torch_mist", "torch_mist_heap"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.worker:
@@ -659,6 +684,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         workers["mibench"] = Worker("mibench", sys.executable, data_dir, env)
         workers["torch_mist"] = Worker("torch_mist", str(tm_python), data_dir, env)
+        workers["torch_mist_heap"] = Worker("torch_mist_heap", str(tm_python), data_dir,
+                                            dict(env, **SAME_ALLOCATOR_ENV))
         for w in workers.values():
             print(f"{w.name}: " + ", ".join(f"{k} {v}" for k, v in w.versions.items()))
         results = {}
