@@ -15,6 +15,7 @@ import torch
 import torch._dynamo  # noqa: F401
 import torchvision  # noqa: F401
 
+from mibench.cpu import keep_freed_buffers
 from mibench.estimators import build_estimator
 from mibench.train import make_optimizer
 
@@ -74,6 +75,8 @@ class TrainStep:
 
     def __init__(self, estimator, x, y, n_negatives: int, *, lr: float = 1e-3, seed: int = 0):
         self.device = x.device
+        if self.device.type == "cpu":
+            keep_freed_buffers()          # as fit does on its first call
         self.estimator = estimator
         self.x, self.y, self.n_negatives = x, y, n_negatives
         self.opt = make_optimizer(estimator.parameters(), lr, self.device)
