@@ -18,12 +18,13 @@ CASES = [(b, c) for b in BOUNDS for c in CRITICS if not BOUNDS[b].generative or 
 
 
 def row_constant(est) -> set[str]:
-    """Parameters whose gradient is exactly zero for the bound: InfoNCE normalises each row, so
-    it ignores a constant added to a row (the joint critic's output bias; the last bias of a
-    separable critic's y side, which adds g(x_i) . b to row i); DV ignores a constant added to
-    every score (the joint critic's output bias)."""
+    """Parameters whose gradient is zero up to rounding for the bound: InfoNCE normalises each
+    row and FLO sees only f(x, y'_k) - f(x, y), so both ignore a constant added to a row (the
+    joint critic's output bias; the last bias of a separable critic's y side, which adds
+    g(x_i) . b to row i); DV ignores a constant added to every score (the joint critic's output
+    bias). Whether rounding leaves such a gradient at exactly 0 depends on the draw."""
     names = [n for n, _ in est.critic.named_parameters() if n.endswith("bias")]
-    prefixes = {"infonce": ("rest.", "h."), "dv": ("rest.",)}.get(est.bound.name)
+    prefixes = {"infonce": ("rest.", "h."), "flo": ("rest.", "h."), "dv": ("rest.",)}.get(est.bound.name)
     if not prefixes:
         return set()
     return {f"critic.{n}" for n in [n for n in names if n.startswith(prefixes)][-1:]}
