@@ -22,9 +22,11 @@ def row_constant(est) -> set[str]:
     row and FLO sees only f(x, y'_k) - f(x, y), so both ignore a constant added to a row (the
     joint critic's output bias; the last bias of a separable critic's y side, which adds
     g(x_i) . b to row i); DV ignores a constant added to every score (the joint critic's output
-    bias). Whether rounding leaves such a gradient at exactly 0 depends on the draw."""
+    bias), and so does MINE on its first step, where its moving average starts at the batch's
+    own E_q[e^f]. Whether rounding leaves such a gradient at exactly 0 depends on the draw."""
     names = [n for n, _ in est.critic.named_parameters() if n.endswith("bias")]
-    prefixes = {"infonce": ("rest.", "h."), "flo": ("rest.", "h."), "dv": ("rest.",)}.get(est.bound.name)
+    prefixes = {"infonce": ("rest.", "h."), "flo": ("rest.", "h."), "dv": ("rest.",),
+                "mine": ("rest.",)}.get(est.bound.name)
     if not prefixes:
         return set()
     return {f"critic.{n}" for n in [n for n in names if n.startswith(prefixes)][-1:]}
