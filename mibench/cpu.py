@@ -26,7 +26,8 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 # Blocks up to the mmap threshold come from the heap. Some glibc versions refuse a threshold
-# above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit), so that is the fallback. TRIM_THRESHOLD: free heap kept before returning memory.
+# above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit), so that is the fallback. TRIM_THRESHOLD: how much
+# free memory the heap keeps before it returns any to the operating system.
 MMAP_THRESHOLDS = (256 * 2**20, 32 * 2**20)
 TRIM_THRESHOLD = 1 * 2**30
 _ENV_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")

@@ -139,8 +139,10 @@ class TransformedEstimator(nn.Module):
             aux = self.aux_head(fx, fy, cols[:, :1]).squeeze(1)
         elif self.aux_head is not None:
             aux = self.aux_head(fy)
-        # float32 for the bound even when the forward ran under bfloat16 autocast (a no-op otherwise)
-        return scores.float(), None if aux is None else aux.float()
+        if scores.dtype in (torch.bfloat16, torch.float16):     # the forward ran under autocast:
+            scores = scores.float()                             # the bound works in float32
+            aux = None if aux is None else aux.float()
+        return scores, aux
 
     def forward(self, x: Tensor, y: Tensor, cols: Tensor, with_value: bool = False):
         """The training loss for given candidate indices, and with ``with_value`` also the

@@ -234,6 +234,17 @@ def test_bf16_forward_trains_close_to_truth_with_a_float32_bound():
     assert value == pytest.approx(TRAIN_TASK.mi, abs=0.15)
 
 
+def test_bf16_forward_under_batched_seeds():
+    from mibench.train import fit_batched
+
+    spec = {"bound": "smile", "critic": "joint", "hidden": [16]}
+    ests = [_seeded(spec, s) for s in (0, 1)]
+    results = fit_batched(ests, TRAIN_TASK, steps=20, batch_size=32, lr=1e-3, n_negatives=7,
+                          generators=[gen(0), gen(1)], log_every=10, precision="bf16")
+    assert all(math.isfinite(v) for r in results for _, v, _ in r.trace)
+    assert not torch.equal(ests[0].critic.in_x.weight, _seeded(spec, 0).critic.in_x.weight)
+
+
 def test_unknown_precision_is_named():
     est = build_estimator({"bound": "smile"}, (5,), (5,))
     with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, got 'fp16'"):
