@@ -124,8 +124,16 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments get one line (what was wrong and what is allowed) and exit status 2,
+    without argparse's usage block; ``-h`` still prints the full usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mibench", description=__doc__)
+    parser = _Parser(prog="mibench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="task families, presets, bounds, critics, encoders").set_defaults(func=cmd_list)

@@ -193,6 +193,19 @@ def test_bad_preset_gives_one_line_and_exit_2_and_writes_nothing(case, tmp_path,
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["run", "--precision", "fp16"], "argument --precision: invalid choice: 'fp16' (choose from 'fp32', 'bf16')"),
+    (["run", "--threads", "0"], "argument --threads"),
+    (["runn"], "invalid choice: 'runn'"),
+])
+def test_bad_arguments_give_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--out", str(tmp_path / "o")] if argv[0] == "run" else argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_unknown_task_name(tmp_path, capsys):
     assert main(["run", "--task", "paired_mnits", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
