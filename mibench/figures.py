@@ -162,6 +162,14 @@ def _critic_styles(critics: Sequence[str]) -> dict[str, tuple[Any, str]]:
     return {c: critic_style(c) for c in critics}
 
 
+def _encodings(frame: pd.DataFrame):
+    """The bounds (in display order) and critics of ``frame`` with a colour per bound and a
+    (line style, marker) per critic: the encoding every bound-by-critic figure shares."""
+    bounds = _ordered(frame["bound"])
+    critics = sorted(set(frame["critic"]))
+    return bounds, critics, bound_colors(bounds), _critic_styles(critics)
+
+
 def _truth_handle():
     from matplotlib.lines import Line2D
 
@@ -246,10 +254,7 @@ def fig_training(traces: pd.DataFrame, runs: pd.DataFrame, *, smooth: int | None
     panels = sorted({(m, k) for m, k in zip(runs["_mi"], runs["n_negatives"])})
     multi_k = len({k for _, k in panels}) > 1
     fig, axes = _new_figure(panel_height * len(panels) + 0.55, nrows=len(panels))
-    bounds = _ordered(runs["bound"])
-    critics = sorted(set(runs["critic"]))
-    colors = bound_colors(bounds)
-    styles = _critic_styles(critics)
+    bounds, critics, colors, styles = _encodings(runs)
     meta = runs.set_index("run_id")
     data = traces[traces["run_id"].isin(meta.index)].reset_index(drop=True)
     data = data.join(meta[["bound", "critic", "_mi", "n_negatives"]], on="run_id")
@@ -385,10 +390,7 @@ def fig_bias_sd(summary: pd.DataFrame, *, sd: str = "within_sd", height: float =
     rows = rows.set_index(["bound", "critic"]).loc[lambda d: d.index.isin(keep)].reset_index()
     if rows.empty:
         raise ValueError("fig_bias_sd: no bound/critic with estimates at two or more true MI values")
-    bounds = _ordered(rows["bound"])
-    critics = sorted(set(rows["critic"]))
-    colors = bound_colors(bounds)
-    styles = _critic_styles(critics)
+    bounds, critics, colors, styles = _encodings(rows)
     fig, (ax_b, ax_s) = _new_figure(height, nrows=2)
     for (bound, critic), d in rows.groupby(["bound", "critic"]):
         d = d.groupby("mi_true", as_index=False).mean(numeric_only=True).sort_values("mi_true")
@@ -440,10 +442,7 @@ def fig_negatives(runs: pd.DataFrame, *, height: float = 2.6):
     agg = agg[n_k >= 2]
     if agg.empty:
         raise ValueError("fig_negatives: no bound with estimates at two or more K")
-    bounds = _ordered(agg["bound"])
-    critics = sorted(set(agg["critic"]))
-    colors = bound_colors(bounds)
-    styles = _critic_styles(critics)
+    bounds, critics, colors, styles = _encodings(agg)
     many_budgets = agg["steps"].nunique() > 1
     fig, (ax,) = _new_figure(height)
     for (bound, critic, steps, _, _), d in agg.groupby(line_keys, sort=False):
