@@ -257,7 +257,8 @@ def staircase_summary(traces: pd.DataFrame, runs: pd.DataFrame, *, n_boot: int =
 #: Display names, with units, for the columns ``write_tables`` writes (in this order).
 DISPLAY = {
     "task": "task", "grid": "grid", "bound": "bound", "critic": "critic", "encoder": "encoder",
-    "n_negatives": "K", "batch_size": "B", "device": "device", "steps": "steps", "level": "level",
+    "n_negatives": "K", "batch_size": "B", "device": "device", "steps": "steps", "precision": "precision",
+    "level": "level",
     "n_runs": "runs", "n_failed": "failed",
     "mi_true": "true MI [nats]", "mean": "estimate [nats]", "bias": "bias [nats]",
     "bias_ci_low": "bias 95% CI low [nats]", "bias_ci_high": "bias 95% CI high [nats]",
@@ -265,7 +266,7 @@ DISPLAY = {
     "pairs_per_s": "pairs/s", "steps_per_s": "steps/s",
 }
 CI_COLUMN = "bias 95% CI [nats]"
-_IDENTITY = ("task", "grid", "bound", "critic", "encoder", "n_negatives", "batch_size", "device", "steps")
+_IDENTITY = CELL_KEYS      # constant ones move to the caption
 #: Decimals shown: MI quantities to the millinat, throughput to whole pairs and tenths of steps.
 _DIGITS = {"mi_true": 3, "mean": 3, "bias": 3, "bias_ci_low": 3, "bias_ci_high": 3, "sd": 3, "mse": 3,
            "within_sd": 3, "pairs_per_s": 0, "steps_per_s": 1}

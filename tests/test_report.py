@@ -9,8 +9,8 @@ import pytest
 from conftest import TINY_HEAD
 from mibench import figures as F
 from mibench.cli import main
-from mibench.report import (bootstrap_ci, staircase_levels, staircase_summary, summarize, to_markdown,
-                            write_tables)
+from mibench.report import (bootstrap_ci, display_table, staircase_levels, staircase_summary, summarize,
+                            to_markdown, write_tables)
 
 
 def row(**kw):
@@ -62,6 +62,18 @@ def test_cells_are_split_by_every_key():
             row(run_id="4", device="cuda"), row(run_id="5", seed=1)]
     s = summarize(frame(rows))
     assert len(s) == 4 and s["n_runs"].sum() == 5
+
+
+def test_precision_splits_cells_and_shows_in_the_table_only_when_it_varies():
+    """Rows written before the precision key existed count as fp32; a bf16 run is its own cell,
+    and the printed table keeps the column so the two rows can be told apart."""
+    old = row(run_id="1")                                   # no precision field at all
+    s = summarize(frame([old, row(run_id="2", precision="bf16")]))
+    assert sorted(s["precision"]) == ["bf16", "fp32"]
+    table, caption = display_table(s)
+    assert sorted(table["precision"]) == ["bf16", "fp32"] and "precision" not in caption
+    table, caption = display_table(summarize(frame([old, row(run_id="3", bound="nwj")])))
+    assert "precision" not in table and caption["precision"] == "fp32"
 
 
 def test_bootstrap_ci_covers_the_true_mean_at_about_95_percent():
