@@ -17,12 +17,15 @@ make a fresh one per run.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .interface import ConfigError
+from .nets import MarginalGaussian, PositivePairScore
 from .registry import Registry
 
 
@@ -40,13 +43,73 @@ def _split(scores: Tensor) -> tuple[Tensor, Tensor]:
     return scores[:, 0], scores[:, 1:]
 
 
+@dataclass(frozen=True)
+class Option:
+    """A numeric option of a bound: its default, the test a value must pass, and the allowed
+    range in words (for the error message)."""
+
+    default: float
+    valid: Callable[[float], bool]
+    allowed: str
+
+
 class Bound(nn.Module):
-    """Base class. Subclasses set ``name``, ``kind`` and ``generative`` and define ``estimate``."""
+    """Base class: a bound and everything particular to it.
+
+    A subclass declares, as class attributes:
+
+    * ``name`` (the registry key), ``label`` (how tables and figures show it) and ``kind``
+      ("lower", "upper" or "neither");
+    * ``options``: its numeric options with defaults and validation (``Option``), taken as
+      keyword arguments of ``__init__`` and set in a spec's table (``tau = 5.0``);
+    * ``generative``: scores are log q(y | x) of a learned conditional Gaussian, not a critic's;
+    * ``needs_entropy_y``: ``__init__`` takes ``entropy_y``, H(y) in nats, from the task;
+    * ``batchable``: whether several seeds can train as one vmapped model (false for bounds that
+      update state in place during the loss);
+    * ``aux_head(dx, dy, hidden)``: the extra network whose per-pair output reaches
+      ``estimate`` and ``loss`` as ``aux`` (None for most bounds);
+
+    and defines ``estimate`` (and ``loss`` when it trains on something else).
+    """
 
     name: str = ""
+    label: str = ""
     kind: str = "lower"          # "lower" | "upper" | "neither"
-    generative: bool = False     # scores are log q(y | x) of a learned conditional Gaussian
-    needs_aux: bool = False      # expects the aux tensor described in the module docstring
+    options: dict[str, Option] = {}
+    generative: bool = False
+    needs_entropy_y: bool = False
+    batchable: bool = True
+
+    def __init__(self, **options: float):
+        super().__init__()
+        for key, value in self.check_options(options).items():
+            setattr(self, key, value)
+
+    @classmethod
+    def check_options(cls, given: Mapping[str, Any]) -> dict[str, float]:
+        """The bound's options with defaults filled in; a ConfigError names a bad one."""
+        unknown = sorted(set(given) - set(cls.options))
+        if unknown:
+            allowed = ", ".join(cls.options) or "none"
+            raise ConfigError(f"{cls.name}: unknown option {unknown[0]!r}; allowed: {allowed}")
+        out = {}
+        for key, opt in cls.options.items():
+            value = given.get(key, opt.default)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (ok and opt.valid(float(value))):
+                raise ConfigError(f"{cls.name}: {key} must be {opt.allowed}, got {value!r}")
+            out[key] = float(value)
+        return out
+
+    @classmethod
+    def critic_name(cls, requested: str) -> str:
+        """The critic a run of this bound really uses, for its row."""
+        return "conditional_gaussian" if cls.generative else requested
+
+    @staticmethod
+    def aux_head(dx: int, dy: int, hidden: Sequence[int]) -> nn.Module | None:
+        """The auxiliary network, mapping (fx, fy, cols) to (B,), or None."""
+        return None
 
     def estimate(self, scores: Tensor, aux: Tensor | None = None) -> Tensor:
         raise NotImplementedError
@@ -84,7 +147,7 @@ def js_loss(scores: Tensor) -> Tensor:
 class NWJ(Bound):
     """Nguyen-Wainwright-Jordan (f-divergence) bound, trained and reported as is."""
 
-    name = "nwj"
+    name, label = "nwj", "NWJ"
 
     def estimate(self, scores, aux=None):
         return nwj(scores)
@@ -93,7 +156,7 @@ class NWJ(Bound):
 class DV(Bound):
     """Donsker-Varadhan bound, trained and reported as is (biased gradient through the log)."""
 
-    name = "dv"
+    name, label = "dv", "DV"
 
     def estimate(self, scores, aux=None):
         return dv(scores)
@@ -105,13 +168,12 @@ class MINE(Bound):
     The gradient of log E_q[e^f] is debiased by a moving average of E_q[e^f] in the denominator.
     """
 
-    name = "mine"
+    name, label = "mine", "MINE"
+    options = {"ema_rate": Option(0.01, lambda r: 0 < r <= 1, "in (0, 1]")}
+    batchable = False            # the moving average is updated in place inside the loss
 
-    def __init__(self, ema_rate: float = 0.01):
-        super().__init__()
-        if not 0 < ema_rate <= 1:
-            raise ConfigError(f"mine: ema_rate must lie in (0, 1], got {ema_rate!r}")
-        self.ema_rate = ema_rate
+    def __init__(self, **options: float):
+        super().__init__(**options)
         self.register_buffer("log_ema", torch.tensor(float("nan")))
         self._started = False
 
@@ -135,7 +197,7 @@ class MINE(Bound):
 class InfoNCE(Bound):
     """InfoNCE (van den Oord et al. 2018): low variance, at most ln(K + 1)."""
 
-    name = "infonce"
+    name, label = "infonce", "InfoNCE"
 
     def estimate(self, scores, aux=None):
         return infonce(scores)
@@ -147,7 +209,7 @@ class JS(Bound):
     The JS-optimal critic is log p/q, which NWJ needs shifted by one.
     """
 
-    name = "js"
+    name, label = "js", "JS"
 
     def estimate(self, scores, aux=None):
         return nwj(scores + 1)
@@ -162,13 +224,8 @@ class SMILE(Bound):
     tau = inf gives plain DV on a JS-trained critic.
     """
 
-    name = "smile"
-
-    def __init__(self, tau: float = 5.0):
-        super().__init__()
-        if not float(tau) > 0:
-            raise ConfigError(f"smile: tau must be > 0 (inf allowed), got {tau!r}")
-        self.tau = float(tau)
+    name, label = "smile", "SMILE"
+    options = {"tau": Option(5.0, lambda t: t > 0, "> 0 (inf allowed)")}
 
     def estimate(self, scores, aux=None):
         pos, neg = _split(scores)
@@ -184,10 +241,10 @@ class TUBA(Bound):
     1 + E_p[f - log a] - E_q[exp(f - log a)]; NWJ is the case log a = 1.
     """
 
-    name = "tuba"
+    name, label = "tuba", "TUBA"
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, **options: float):
+        super().__init__(**options)
         self.log_a = nn.Parameter(torch.zeros(()))
 
     def estimate(self, scores, aux=None):
@@ -206,13 +263,11 @@ class AlphaInfoNCE(Bound):
     value is InfoNCE over K candidates (at most ln K).
     """
 
-    name = "alpha_infonce"
+    name, label = "alpha_infonce", "α-InfoNCE"
+    options = {"alpha": Option(0.5, lambda a: 0.0 <= a <= 1.0, "in [0, 1]")}
 
-    def __init__(self, alpha: float = 0.5):
-        super().__init__()
-        if not 0.0 <= float(alpha) <= 1.0:
-            raise ConfigError(f"alpha_infonce: alpha must lie in [0, 1], got {alpha!r}")
-        self.alpha = float(alpha)
+    def __init__(self, **options: float):
+        super().__init__(**options)
         self.log_a = nn.Parameter(torch.zeros(()))
 
     def _log_norm(self, candidates: Tensor) -> Tensor:
@@ -236,8 +291,11 @@ class FLO(Bound):
     Tight at f = log p/q + c, u = -f + c.
     """
 
-    name = "flo"
-    needs_aux = True
+    name, label = "flo", "FLO"
+
+    @staticmethod
+    def aux_head(dx, dy, hidden):
+        return PositivePairScore(dx, dy, hidden)
 
     def estimate(self, scores, aux=None):
         if aux is None:
@@ -261,10 +319,11 @@ class _Generative(Bound):
 class BA(_Generative):
     """Barber-Agakov: H(y) + E_p[log q(y | x)]; H(y) comes from the task."""
 
-    name = "ba"
+    name, label = "ba", "BA"
+    needs_entropy_y = True
 
-    def __init__(self, entropy_y: float | None = None):
-        super().__init__()
+    def __init__(self, entropy_y: float | None = None, **options: float):
+        super().__init__(**options)
         if entropy_y is None:
             raise ConfigError("ba needs the entropy of y, which this task does not provide")
         self.entropy_y = float(entropy_y)
@@ -276,7 +335,7 @@ class BA(_Generative):
 class CLUB(_Generative):
     """CLUB (Cheng et al. 2020): E_p[log q(y|x)] - E_{p(x)p(y)}[log q(y|x)]."""
 
-    name = "club"
+    name, label = "club", "CLUB"
     kind = "upper"
 
     def estimate(self, scores, aux=None):
@@ -287,7 +346,7 @@ class CLUB(_Generative):
 class L1Out(_Generative):
     """L1Out (Poole et al. 2019): E[log q(y_i|x_i) - log mean_{j != i} q(y_i|x_j)]."""
 
-    name = "l1out"
+    name, label = "l1out", "L1Out"
     kind = "upper"
 
     def estimate(self, scores, aux=None):
@@ -301,9 +360,12 @@ class DoE(_Generative):
     E[log q(y|x)] - E[log q(y)], both densities learned; aux = log q(y_i) from the marginal.
     """
 
-    name = "doe"
+    name, label = "doe", "DoE"
     kind = "neither"
-    needs_aux = True
+
+    @staticmethod
+    def aux_head(dx, dy, hidden):
+        return MarginalGaussian(dy)
 
     def estimate(self, scores, aux=None):
         if aux is None:
@@ -314,6 +376,11 @@ class DoE(_Generative):
         return -scores[:, 0].mean() - aux.mean()
 
 
-BOUNDS: Registry[type[Bound]] = Registry("bound")
+BOUNDS: Registry[type[Bound]] = Registry("bound", entry_points="mibench.bounds")
 for _cls in (NWJ, MINE, DV, InfoNCE, JS, SMILE, TUBA, AlphaInfoNCE, FLO, BA, CLUB, L1Out, DoE):
     BOUNDS.register(_cls.name, _cls)
+
+
+def bound_options() -> set[str]:
+    """Every option name some registered bound takes: the keys a spec table may set for them."""
+    return {key for cls in BOUNDS.values() for key in cls.options}

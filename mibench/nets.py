@@ -39,7 +39,7 @@ def mlp(sizes: Sequence[int], activation: Callable[[], nn.Module] = relu) -> nn.
 # (module mapping (B, *shape) -> (B, out_dim), out_dim).
 
 EncoderBuilder = Callable[..., tuple[nn.Module, int]]
-ENCODERS: Registry[EncoderBuilder] = Registry("encoder")
+ENCODERS: Registry[EncoderBuilder] = Registry("encoder", entry_points="mibench.encoders")
 
 
 @ENCODERS.add("identity")
@@ -165,6 +165,17 @@ class ConditionalGaussian(nn.Module):
         return -0.5 * (diff.pow(2) * torch.exp(-lv) + lv + math.log(2 * math.pi)).sum(-1)
 
 
+# --------------------------------------------------------------------------- auxiliary heads
+# A bound's auxiliary head (``Bound.aux_head``) maps (fx, fy, cols) to one value per pair: (B,).
+
+
+class PositivePairScore(JointCritic):
+    """u(x_i, y_i): a joint critic scored on the positive pairs only (FLO's second network)."""
+
+    def forward(self, fx: Tensor, fy: Tensor, cols: Tensor) -> Tensor:
+        return super().forward(fx, fy, cols[:, :1]).squeeze(1)
+
+
 class MarginalGaussian(nn.Module):
     """q(y) = N(mu, diag(exp(logvar))) with learned mu, logvar; returns log q(y_i): (B,)."""
 
@@ -173,12 +184,12 @@ class MarginalGaussian(nn.Module):
         self.mu = nn.Parameter(torch.zeros(dy))
         self.logvar = nn.Parameter(torch.zeros(dy))
 
-    def forward(self, fy: Tensor) -> Tensor:
+    def forward(self, fx: Tensor, fy: Tensor, cols: Tensor | None = None) -> Tensor:
         d = fy - self.mu
         return -0.5 * (d.pow(2) * torch.exp(-self.logvar) + self.logvar + math.log(2 * math.pi)).sum(-1)
 
 
-CRITICS: Registry[type[nn.Module]] = Registry("critic")
+CRITICS: Registry[type[nn.Module]] = Registry("critic", entry_points="mibench.critics")
 CRITICS.register("separable", SeparableCritic)
 CRITICS.register("joint", JointCritic)
 CRITICS.register("bilinear", BilinearCritic)
