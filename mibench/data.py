@@ -39,20 +39,54 @@ def _torchvision_class(dataset: str):
     return {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[dataset]
 
 
-@functools.lru_cache(maxsize=8)
-def load_split(dataset: str, train: bool, data_dir: str | None = None) -> tuple[Tensor, Tensor]:
+def split_files(dataset: str, train: bool, root: Path) -> list[Path]:
+    """The two raw files of a split in torchvision's layout: images, then labels."""
+    raw = root / _torchvision_class(dataset).__name__ / "raw"
+    prefix = "train" if train else "t10k"
+    return [raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"]
+
+
+def _diagnose(files: list[Path], exc: Exception) -> str:
+    """Which of a split's files is broken, and how, in a few words."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    for path, read, ndim in ((files[0], read_image_file, 3), (files[1], read_label_file, 1)):
+        try:
+            t = read(str(path))
+            if t.ndim != ndim:
+                raise ValueError(f"{t.ndim} dimensions, expected {ndim}")
+        except Exception as err:      # truncated, empty or not an IDX file at all
+            what = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            size = path.stat().st_size
+            return (f"{path} cannot be read as an IDX {'image' if ndim == 3 else 'label'} file ({what}; "
+                    f"{size:,} bytes); delete or replace it")
+    return f"{files[0].parent}: the files do not form a data set ({type(exc).__name__}: {exc}); replace them"
+
+
+def load_split(dataset: str, train: bool, data_dir: str | os.PathLike | None = None) -> tuple[Tensor, Tensor]:
     """One split as whole tensors: images (N, 28, 28) uint8 and labels (N,) int64, on the CPU.
 
-    Reads torchvision's layout (ROOT/MNIST/raw/*-ubyte). If the files are not under the
-    resolved root, torchvision downloads them there; offline, raises DataNotFoundError.
+    Reads torchvision's layout (ROOT/MNIST/raw/*-ubyte) with torchvision's class. If the files
+    are not under the resolved root, torchvision downloads them there; offline, raises
+    DataNotFoundError. Files that are there but broken (truncated, empty, not IDX, images and
+    labels of different lengths) raise DataNotFoundError naming the file; nothing is downloaded
+    over them.
     """
     if dataset not in DATASETS:
         raise DataNotFoundError(f"unknown dataset {dataset!r}; allowed: {', '.join(DATASETS)}")
-    root = resolve_data_dir(data_dir)
+    return _load_split(dataset, train, resolve_data_dir(data_dir))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_split(dataset: str, train: bool, root: Path) -> tuple[Tensor, Tensor]:
     cls = _torchvision_class(dataset)
-    try:
-        ds = cls(str(root), train=train, download=False)
-    except RuntimeError:
+    files = split_files(dataset, train, root)
+    if all(f.is_file() for f in files):
+        try:
+            ds = cls(str(root), train=train, download=False)
+        except Exception as exc:
+            raise DataNotFoundError(_diagnose(files, exc)) from None
+    else:
         log.info("%s not found under %s; downloading", cls.__name__, root)
         try:
             ds = cls(str(root), train=train, download=True)
@@ -62,4 +96,10 @@ def load_split(dataset: str, train: bool, data_dir: str | None = None) -> tuple[
                 f"put torchvision's files in {root / cls.__name__ / 'raw'} or point --data-dir / "
                 f"${ENV_VAR} at a folder that has {cls.__name__}/raw/"
             ) from None
-    return ds.data, ds.targets.long()
+    images, labels = ds.data, ds.targets.long()
+    if images.ndim != 3 or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
+        raise DataNotFoundError(f"{files[0].parent}: {images.shape[0]} images but {labels.shape[0]} labels "
+                                f"in the {'train' if train else 'test'} split; replace the files")
+    if labels.min() < 0 or labels.max() > 9:
+        raise DataNotFoundError(f"{files[1]}: labels outside 0..9; replace the file")
+    return images, labels

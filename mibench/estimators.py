@@ -9,17 +9,19 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from .bounds import BOUNDS, Bound
-from .interface import ConfigError
-from .nets import CRITICS, ENCODERS, ConditionalGaussian, JointCritic, MarginalGaussian, candidate_indices
+from .bounds import BOUNDS, Bound, bound_options
+from .interface import ConfigError, HasEntropyY, check_keys
+from .nets import CRITICS, ENCODERS, ConditionalGaussian, candidate_indices
 
 
 @dataclass(frozen=True)
 class EstimatorSpec:
     """What to build. Every field is a plain value so a spec can come from a TOML table.
 
-    bound: a name in BOUNDS; tau (SMILE), alpha (alpha_infonce), ema_rate (MINE) are its options
-        and are ignored by bounds that do not take them.
+    bound: a name in BOUNDS. Its options (tau for SMILE, alpha for alpha_infonce, ema_rate for
+        MINE, ...: ``Bound.options``) sit in the same table; ``options`` keeps those of this
+        bound, defaults filled in, and options of other bounds are dropped, so one table serves
+        a grid over bounds.
     critic: a name in CRITICS (discriminative bounds; generative bounds use a conditional Gaussian).
     hidden: hidden layer sizes of the critic (or of q(y|x)).
     critic_dim: output size of each side of a separable critic.
@@ -38,9 +40,7 @@ class EstimatorSpec:
     embed_dim: int | None = None
     shared: bool = False
     negatives: int | str = "all"
-    tau: float = 5.0
-    alpha: float = 0.5
-    ema_rate: float = 0.01
+    options: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self):
         if self.bound not in BOUNDS:
@@ -51,27 +51,39 @@ class EstimatorSpec:
             raise ConfigError(ENCODERS.unknown_message(self.encoder))
         for key in ("hidden", "encoder_hidden"):
             value = getattr(self, key)
-            if isinstance(value, int) or not all(isinstance(h, int) and h > 0 for h in value):
+            if isinstance(value, (int, str)) or not all(isinstance(h, int) and h > 0 for h in value):
                 raise ConfigError(f"estimator: {key} must be a list of positive integers, got {value!r}")
             object.__setattr__(self, key, tuple(value))
         neg = self.negatives
         if not (neg == "all" or (isinstance(neg, int) and not isinstance(neg, bool) and neg >= 1)):
             raise ConfigError(f"estimator: negatives must be a positive integer or 'all', got {neg!r}")
-        if self.embed_dim is not None and not (isinstance(self.embed_dim, int) and self.embed_dim > 0):
-            raise ConfigError(f"estimator: embed_dim must be a positive integer, got {self.embed_dim!r}")
+        for key in ("critic_dim", "embed_dim"):
+            value = getattr(self, key)
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                raise ConfigError(f"estimator: {key} must be a positive integer, got {value!r}")
         if not isinstance(self.shared, bool):
             raise ConfigError(f"estimator: shared must be true or false, got {self.shared!r}")
-        if not self.temperature > 0:
+        if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
             raise ConfigError(f"estimator: temperature must be > 0, got {self.temperature!r}")
+        bound_cls = BOUNDS[self.bound]
+        given = {k: v for k, v in dict(self.options).items() if k in bound_cls.options}
+        object.__setattr__(self, "options", tuple(sorted(bound_cls.check_options(given).items())))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EstimatorSpec":
         """Build from a dict / TOML table; unknown keys are errors that list the allowed ones."""
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(allowed))
-        if unknown:
-            raise ConfigError(f"estimator: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
-        return cls(**d)
+        fields = [f.name for f in dataclasses.fields(cls) if f.name != "options"]
+        options = bound_options()
+        check_keys(d, [*fields, *options], "estimator")
+        return cls(**{k: v for k, v in d.items() if k in fields},
+                   options=tuple((k, v) for k, v in d.items() if k in options))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain table that ``from_dict`` reads back: the bound's options sit beside the rest."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
+        d.update(self.options)
+        d["hidden"], d["encoder_hidden"] = list(self.hidden), list(self.encoder_hidden)
+        return d
 
     def n_negatives(self, batch_size: int) -> int:
         """K for a batch of ``batch_size``; raises if it cannot be met."""
@@ -79,10 +91,6 @@ class EstimatorSpec:
         if not 1 <= k <= batch_size - 1:
             raise ConfigError(f"negatives = {self.negatives!r} needs a batch of at least {k + 1}, got {batch_size}")
         return k
-
-    def bound_options(self) -> dict[str, Any]:
-        return {"smile": {"tau": self.tau}, "alpha_infonce": {"alpha": self.alpha},
-                "mine": {"ema_rate": self.ema_rate}}.get(self.bound, {})
 
 
 class TransformedEstimator(nn.Module):
@@ -97,9 +105,9 @@ class TransformedEstimator(nn.Module):
         super().__init__()
         self.spec = spec
         bound_cls = BOUNDS[spec.bound]
-        options = spec.bound_options()
-        if bound_cls.name == "ba":
-            options = {"entropy_y": entropy_y}
+        options = dict(spec.options)
+        if bound_cls.needs_entropy_y:
+            options["entropy_y"] = entropy_y
         self.bound: Bound = bound_cls(**options)
 
         enc_options = {"embed_dim": spec.embed_dim, "hidden": spec.encoder_hidden}
@@ -112,18 +120,13 @@ class TransformedEstimator(nn.Module):
             self.encoder_x, dx = ENCODERS[spec.encoder](tuple(x_shape), **enc_options)
             self.encoder_y, dy = ENCODERS[spec.encoder](tuple(y_shape), **enc_options)
 
-        if self.bound.generative:
+        if bound_cls.generative:
             if spec.encoder != "identity":
                 raise ConfigError(f"bound {spec.bound!r} models q(y|x) over raw y; use encoder = 'identity'")
             self.critic = ConditionalGaussian(dx, dy, spec.hidden)
         else:
             self.critic = CRITICS[spec.critic](dx, dy, spec.hidden, spec.critic_dim, spec.temperature)
-        # Auxiliary heads some bounds need: FLO's u(x, y) and DoE's marginal q(y).
-        self.aux_head: nn.Module | None = None
-        if spec.bound == "flo":
-            self.aux_head = JointCritic(dx, dy, spec.hidden)
-        elif spec.bound == "doe":
-            self.aux_head = MarginalGaussian(dy)
+        self.aux_head: nn.Module | None = bound_cls.aux_head(dx, dy, spec.hidden)
 
     def scores(self, x: Tensor, y: Tensor, n_negatives: int,
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
@@ -134,11 +137,7 @@ class TransformedEstimator(nn.Module):
         """``scores`` for given candidate indices cols: (B, K + 1) (see ``nets.candidate_indices``)."""
         fx, fy = self.encoder_x(x), self.encoder_y(y)
         scores = self.critic(fx, fy, cols)
-        aux = None
-        if isinstance(self.aux_head, JointCritic):
-            aux = self.aux_head(fx, fy, cols[:, :1]).squeeze(1)
-        elif self.aux_head is not None:
-            aux = self.aux_head(fy)
+        aux = None if self.aux_head is None else self.aux_head(fx, fy, cols)
         if scores.dtype in (torch.bfloat16, torch.float16):     # the forward ran under autocast:
             scores = scores.float()                             # the bound works in float32
             aux = None if aux is None else aux.float()
@@ -164,20 +163,27 @@ class TransformedEstimator(nn.Module):
 
 
 def build_estimator(spec: EstimatorSpec | Mapping[str, Any], x_shape: tuple[int, ...],
-                    y_shape: tuple[int, ...], entropy_y: float | None = None) -> TransformedEstimator:
-    """A fresh estimator (new parameters, new bound state) from a spec or a plain dict."""
+                    y_shape: tuple[int, ...], entropy_y: float | None = None, *,
+                    seed: int | None = None) -> TransformedEstimator:
+    """A fresh estimator (new parameters, new bound state) from a spec or a plain dict.
+
+    With ``seed``, the initial parameters depend on the seed alone: they are drawn under a
+    forked global RNG seeded with it, so neither earlier draws nor this build disturb anything
+    else. Without it they come from the global RNG as it stands.
+    """
     if not isinstance(spec, EstimatorSpec):
         spec = EstimatorSpec.from_dict(spec)
-    return TransformedEstimator(spec, x_shape, y_shape, entropy_y)
+    if seed is None:
+        return TransformedEstimator(spec, x_shape, y_shape, entropy_y)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return TransformedEstimator(spec, x_shape, y_shape, entropy_y)
 
 
-def entropy_y_of(task) -> float | None:
-    """H(y) of a task when it provides one (needed by the BA bound), else None."""
-    fn = getattr(task, "entropy_y", None)
-    try:
-        return fn() if fn else None
-    except ConfigError:
-        return None
+def estimator_for(spec: EstimatorSpec, task, *, seed: int | None = None) -> TransformedEstimator:
+    """``build_estimator`` for a task: its input shapes, and H(y) when the bound needs it."""
+    entropy_y = task.entropy_y() if BOUNDS[spec.bound].needs_entropy_y and isinstance(task, HasEntropyY) else None
+    return build_estimator(spec, task.x_shape, task.y_shape, entropy_y, seed=seed)
 
 
-__all__ = ["EstimatorSpec", "TransformedEstimator", "build_estimator", "entropy_y_of"]
+__all__ = ["EstimatorSpec", "TransformedEstimator", "build_estimator", "estimator_for"]

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..interface import ConfigError, GroundTruth
+from ..interface import ConfigError, GroundTruth, number
 
 # Invertible elementwise maps applied to y. They leave I(X; Y) unchanged, but make the joint
 # non-Gaussian, so a critic cannot rely on linear structure. name -> (forward, inverse)
@@ -39,21 +39,27 @@ class CorrelatedGaussian:
 
     def __init__(self, dim: int = 20, rho: float | None = None, mi: float | None = None,
                  transform: str = "none", device: str | torch.device = "cpu"):
-        if not isinstance(dim, int) or dim < 1:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ConfigError(f"gaussian: dim must be a positive integer, got {dim!r}")
         if (rho is None) == (mi is None):
             raise ConfigError("gaussian: give exactly one of rho (in (-1, 1)) or mi (nats, >= 0)")
-        if rho is not None and not -1.0 < float(rho) < 1.0:
+        if rho is not None and not -1.0 < number(rho, "gaussian: rho") < 1.0:
             raise ConfigError(f"gaussian: rho must lie in (-1, 1), got {rho!r}")
-        if mi is not None and not float(mi) >= 0.0:
-            raise ConfigError(f"gaussian: mi must be >= 0 nats, got {mi!r}")
+        if mi is not None and not 0.0 <= number(mi, "gaussian: mi") < math.inf:
+            raise ConfigError(f"gaussian: mi must be a finite number of nats >= 0, got {mi!r}")
         if transform not in TRANSFORMS:
             raise ConfigError(f"gaussian: unknown transform {transform!r}; allowed: {', '.join(TRANSFORMS)}")
         self.dim = dim
         self.rho = float(rho) if rho is not None else rho_for_mi(float(mi), dim)
         self.transform = transform
         self.device = torch.device(device)
+        self.x_shape = self.y_shape = (dim,)
         self.name = f"gaussian-d{dim}-mi{self.mi:.3g}" + ("" if transform == "none" else f"-{transform}")
+
+    @classmethod
+    def params_with_mi(cls, params: dict, mi: float) -> dict:
+        """The same family at another MI level (the staircase protocol steps through these)."""
+        return {**{k: v for k, v in params.items() if k not in ("rho", "mi")}, "mi": mi}
 
     @property
     def mi(self) -> float:
@@ -61,10 +67,6 @@ class CorrelatedGaussian:
 
     def ground_truth(self) -> GroundTruth:
         return GroundTruth(self.mi, "analytic", note=f"-(d/2) ln(1 - rho^2), d={self.dim}, rho={self.rho:.6g}")
-
-    def with_mi(self, mi: float) -> "CorrelatedGaussian":
-        """The same family at another MI level (the staircase protocol steps through these)."""
-        return CorrelatedGaussian(self.dim, mi=mi, transform=self.transform, device=self.device)
 
     def sample(self, n: int, *, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         x = torch.randn(n, self.dim, generator=generator, device=self.device)
@@ -82,10 +84,10 @@ class CorrelatedGaussian:
         quad = (y - self.rho * x).pow(2) / (1 - r2) - y.pow(2)
         return -0.5 * (quad.sum(-1) + self.dim * math.log1p(-r2))
 
-    def entropy_y(self) -> float:
-        """Differential entropy of y in nats (defined for the untransformed family only)."""
+    def entropy_y(self) -> float | None:
+        """Differential entropy of y in nats; None under a transform (not computed here)."""
         if self.transform != "none":
-            raise ConfigError("gaussian: H(y) is only provided for transform='none'")
+            return None
         return 0.5 * self.dim * math.log(2 * math.pi * math.e)
 
 
@@ -98,7 +100,12 @@ class JointGaussian:
     family = "gaussian_cov"
 
     def __init__(self, cov: list[list[float]], dim_x: int, device: str | torch.device = "cpu"):
-        cov_t = torch.as_tensor(cov, dtype=torch.float64)
+        try:
+            cov_t = torch.as_tensor(cov, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise ConfigError(f"gaussian_cov: cov must be a square matrix of numbers, got {cov!r}") from None
+        if isinstance(dim_x, bool) or not isinstance(dim_x, int):
+            raise ConfigError(f"gaussian_cov: dim_x must be an integer, got {dim_x!r}")
         if cov_t.ndim != 2 or cov_t.shape[0] != cov_t.shape[1]:
             raise ConfigError(f"gaussian_cov: cov must be a square matrix, got shape {tuple(cov_t.shape)}")
         if not 0 < dim_x < cov_t.shape[0]:
@@ -109,6 +116,7 @@ class JointGaussian:
         if info != 0:
             raise ConfigError("gaussian_cov: cov must be positive definite")
         self.cov, self.dim_x, self.device = cov_t, dim_x, torch.device(device)
+        self.x_shape, self.y_shape = (dim_x,), (cov_t.shape[0] - dim_x,)
         self._chol = chol.to(self.device, torch.float32)
         self.name = f"gaussian_cov-{dim_x}x{cov_t.shape[0] - dim_x}-mi{self.ground_truth().mi:.3g}"
 
