@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,11 @@ from .cpu import keep_freed_buffers
 from .estimators import TransformedEstimator
 from .interface import PRECISIONS, ConfigError, Task
 from .nets import candidate_indices
+
+log = logging.getLogger(__name__)
+# torch's private fused Adam kernel; FusedAdam falls back to torch.optim when it is missing or
+# its signature has changed.
+_FUSED_ADAM = getattr(torch, "_fused_adam_", None)
 
 
 @dataclass
@@ -56,6 +62,7 @@ class FusedAdam:
         self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+        self._fallback: torch.optim.Optimizer | None = None
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -66,22 +73,39 @@ class FusedAdam:
 
     @torch.no_grad()
     def step(self) -> None:
+        if self._fallback is not None:
+            self._fallback.step()
+            return
         live = [i for i, p in enumerate(self.params) if p.grad is not None]
         if not live:
             return
         pick = lambda xs: [xs[i] for i in live]  # noqa: E731
         params, steps = pick(self.params), pick(self.steps)
         torch._foreach_add_(steps, 1)                 # the kernel reads the step count after the increment
-        torch._fused_adam_(params, [p.grad for p in params], pick(self.exp_avg), pick(self.exp_avg_sq), [],
-                           steps, lr=self.lr, beta1=self.beta1, beta2=self.beta2,
-                           weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+        try:
+            _FUSED_ADAM(params, [p.grad for p in params], pick(self.exp_avg), pick(self.exp_avg_sq), [],
+                               steps, lr=self.lr, beta1=self.beta1, beta2=self.beta2,
+                               weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+        except (TypeError, RuntimeError) as exc:          # the private call changed
+            torch._foreach_sub_(steps, 1)
+            log.warning("torch._fused_adam_ failed (%s); using torch.optim.Adam(fused=True)", exc)
+            self._fallback = self._torch_adam()
+            self._fallback.step()
+
+    def _torch_adam(self) -> torch.optim.Optimizer:
+        """torch.optim.Adam(fused=True) over the same parameters, carrying the state so far."""
+        opt = torch.optim.Adam(self.params, lr=self.lr, betas=(self.beta1, self.beta2), eps=self.eps, fused=True)
+        for p, step, m, v in zip(self.params, self.steps, self.exp_avg, self.exp_avg_sq):
+            if step.item() > 0:
+                opt.state[p] = {"step": step.clone(), "exp_avg": m, "exp_avg_sq": v}
+        return opt
 
 
 def make_optimizer(params: Iterable[torch.Tensor], lr: float, device: torch.device):
     """Adam with the fused kernel: ``FusedAdam`` on the CPU (where it is tested against
     torch.optim), torch.optim.Adam(fused=True) on CUDA, plain torch.optim.Adam elsewhere.
     All have ``zero_grad(set_to_none=True)`` and ``step()``."""
-    if device.type == "cpu" and hasattr(torch, "_fused_adam_"):
+    if device.type == "cpu":
         return FusedAdam(params, lr)
     return torch.optim.Adam(params, lr=lr, fused=True if device.type == "cuda" else None)
 
@@ -194,9 +218,10 @@ def fit_batched(estimators: list[TransformedEstimator], task: Task, *, steps: in
 
     if len(estimators) != len(generators):
         raise ValueError("fit_batched needs one generator per estimator")
-    if any(e.bound.name == "mine" for e in estimators):
-        raise ConfigError("bound 'mine' updates its moving average in place and cannot be batched; "
-                          "run it with batch_seeds = false")
+    for e in estimators:
+        if not e.bound.batchable:
+            raise ConfigError(f"bound {e.bound.name!r} cannot train as a batched model; "
+                              "run it with batch_seeds = false")
     device = next(estimators[0].parameters()).device
     params, buffers = stack_module_state(estimators)
     template = copy.deepcopy(estimators[0]).to("meta")

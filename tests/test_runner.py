@@ -17,7 +17,8 @@ import torch
 from conftest import TINY_HEAD
 from mibench import bounds as B
 from mibench.cli import main
-from mibench.presets import expand, load_preset
+from mibench.plan import expand
+from mibench.presets import load_preset
 from mibench.results import RUNS_FILE, append_jsonl, load_results, load_rows
 from mibench.report import summarize
 from mibench.runner import sweep
@@ -171,7 +172,7 @@ BAD_PRESETS = {
               "unknown bound 'infonse'"),
     "negatives": ('[task]\nfamily = "gaussian"\nmi = 1.0\n[train]\nsteps = 5\nbatch_size = 16\n'
                   '[[grid]]\nnegatives = [16]', "needs a batch of at least 17"),
-    "budget": ('[task]\nfamily = "gaussian"\nmi = 1.0\n[train]\nepochs = 2', "epochs need a finite data set"),
+    "budget": ('[task]\nfamily = "gaussian"\nmi = 1.0\n[train]\nepochs = 2', "epochs need a finite training set"),
     "device": ('[task]\nfamily = "gaussian"\nmi = 1.0\n[train]\nsteps = 5\n[[grid]]\ndevices = ["gpu"]',
                "unknown device 'gpu'"),
     "train_key": ('[task]\nfamily = "gaussian"\nmi = 1.0\n[train]\nsteps = 5\nlearning_rate = 1',

@@ -1,0 +1,364 @@
+"""Planning a sweep: preset + overrides + what the results folder holds -> the runs still to do.
+
+``expand`` turns a preset's grids into ``RunSpec``s, checking every value of every axis (task
+parameters and staircase levels by building the tasks, which reads no data; estimator specs by
+building each distinct estimator on the meta device), so a bad value is one ConfigError before
+any run starts. ``plan_sweep`` adds the results folder: the runs recorded there are done, the
+rest are grouped into what trains together. Executing a plan is ``mibench.runner``'s job.
+
+A run's identity (``RunSpec.run_id``) is what is trained and evaluated. The grids a run
+belongs to are labels, and output options (``save_model``, ``log_every``) do not make a run new:
+two grids that meet on one configuration train it once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .bounds import BOUNDS
+from .distributions import TASK_FAMILIES
+from .estimators import EstimatorSpec, estimator_for
+from .interface import PRECISIONS, ConfigError, check_keys, number
+from .presets import AXES, TRAIN_KEYS, Preset, estimator_keys, load_preset
+from .results import FINISHED, SCHEMA_VERSION, default_out_dir, load_rows
+
+DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+# Run options added after the first results were recorded: they enter the identity only when set,
+# so adding an option leaves the ids of existing runs as they were.
+_IDENTITY_WHEN_SET = {"batch_seeds": False, "precision": "fp32"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one run, plus the labels it carries; plain values throughout
+    so that it round-trips through JSON. ``steps`` is final (epochs are converted in ``expand``)."""
+
+    preset: str
+    grids: tuple[str, ...]              # labels: the grids of the preset this run belongs to
+    family: str
+    task_params: tuple[tuple[str, Any], ...]
+    estimator: EstimatorSpec
+    batch_size: int
+    steps: int
+    lr: float
+    device: str
+    seed: int
+    eval_batches: int
+    eval_batch_size: int
+    log_every: int                      # output: how often the training estimate is traced
+    staircase: tuple[float, ...] = ()   # MI levels (nats) stepped through evenly over the steps
+    epochs: float | None = None         # label: the budget as given, when given in epochs
+    save_model: bool = False            # output: keep the weights (and embeddings) of the run
+    batch_seeds: bool = False           # train with its sibling seeds as one batched model
+    precision: str = "fp32"             # "bf16": the training forward under bfloat16 autocast
+
+    @property
+    def grid(self) -> str:
+        return self.grids[0] if self.grids else ""
+
+    @property
+    def n_negatives(self) -> int:
+        return self.estimator.n_negatives(self.batch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d.update(grids=list(self.grids), task_params=dict(self.task_params), estimator=self.estimator.to_dict(),
+                 staircase=list(self.staircase))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
+        """The inverse of ``to_dict``; also reads the specs of rows written before schema 2
+        (one ``grid`` label, bound options of every bound in the estimator table)."""
+        d = dict(d)
+        grids = d.pop("grids", None)
+        grid = d.pop("grid", "")
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        return cls(**{**d, "grids": tuple(grids if grids is not None else [grid]),
+                      "task_params": tuple(sorted(dict(d["task_params"]).items())),
+                      "estimator": EstimatorSpec.from_dict(d["estimator"]),
+                      "staircase": tuple(d.get("staircase", ()))})
+
+    def identity(self) -> dict[str, Any]:
+        """What is trained and evaluated: the run id hashes this and nothing else."""
+        est = self.estimator.to_dict()
+        est["negatives"] = self.n_negatives                      # "all" and B - 1 train alike
+        est["critic"] = BOUNDS[self.estimator.bound].critic_name(self.estimator.critic)
+        ident = {"family": self.family, "task_params": dict(self.task_params), "estimator": est,
+                 "batch_size": self.batch_size, "steps": self.steps, "lr": self.lr, "device": self.device,
+                 "seed": self.seed, "eval_batches": self.eval_batches, "eval_batch_size": self.eval_batch_size,
+                 "staircase": list(self.staircase)}
+        ident.update({k: getattr(self, k) for k, default in _IDENTITY_WHEN_SET.items()
+                      if getattr(self, k) != default})
+        return ident
+
+    @property
+    def run_id(self) -> str:
+        """A hash of ``identity()``: the same run has the same id across machines and sessions."""
+        blob = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def level_params(self) -> list[dict[str, Any]]:
+        """The task parameters trained on: one set per staircase level, else the task's own."""
+        params = dict(self.task_params)
+        if not self.staircase:
+            return [params]
+        family = TASK_FAMILIES[self.family]
+        return [family.params_with_mi(params, mi) for mi in self.staircase]
+
+
+def upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the current schema identifies it: rows written before schema 2 get the run id
+    their spec has now (and keep the old one as ``run_id_v1``)."""
+    if row.get("schema_version", 1) >= SCHEMA_VERSION or not isinstance(row.get("spec"), Mapping):
+        return row
+    new_id = RunSpec.from_dict(row["spec"]).run_id
+    return {**row, "run_id": new_id, "run_id_v1": row["run_id"]}
+
+
+# --------------------------------------------------------------------------------------------
+# Expanding a preset
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+class _Checker:
+    """Checks each distinct task and (estimator, task) pair once per expansion."""
+
+    def __init__(self):
+        self.tasks: dict[str, Any] = {}
+        self.estimators: set[tuple] = set()
+
+    def task(self, family: str, params: dict[str, Any], where: str):
+        key = json.dumps([family, params], sort_keys=True, default=str)
+        if key not in self.tasks:
+            try:
+                self.tasks[key] = TASK_FAMILIES[family].build(params)      # reads no data
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        return self.tasks[key]
+
+    def estimator(self, spec: EstimatorSpec, task, where: str) -> None:
+        key = (spec, task.x_shape, task.y_shape, type(task))
+        if key in self.estimators:
+            return
+        try:
+            with torch.device("meta"), torch.random.fork_rng(devices=[]):
+                estimator_for(spec, task)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        self.estimators.add(key)
+
+
+def _budget(train: Mapping[str, Any], family: str, params: dict, batch_size: int,
+            where: str) -> tuple[int, float | None]:
+    steps, epochs = train.get("steps"), train.get("epochs")
+    if (steps is None) == (epochs is None):
+        raise ConfigError(f"{where}: give exactly one of steps or epochs for the training budget")
+    if epochs is not None:
+        size = TASK_FAMILIES[family].train_size(params)
+        if not (isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and epochs > 0):
+            raise ConfigError(f"{where}: epochs must be a positive number, got {epochs!r}")
+        return max(1, math.ceil(epochs * size / batch_size)), float(epochs)
+    if isinstance(steps, bool) or not (isinstance(steps, int) and steps >= 1):
+        raise ConfigError(f"{where}: steps must be a positive integer, got {steps!r}")
+    return steps, None
+
+
+def _train_options(train: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The [train] values that are the same for every cell of a grid, checked."""
+    lr = train.get("lr", 1e-3)
+    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
+        raise ConfigError(f"{where}: lr must be a positive number, got {lr!r}")
+    log_every = train.get("log_every", 20)
+    if isinstance(log_every, bool) or not (isinstance(log_every, int) and log_every >= 1):
+        raise ConfigError(f"{where}: log_every must be a positive integer, got {log_every!r}")
+    for key in ("batch_seeds", "save_model"):
+        if not isinstance(train.get(key, False), bool):
+            raise ConfigError(f"{where}: {key} must be true or false, got {train[key]!r}")
+    precision = train.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"{where}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    staircase = tuple(number(v, f"{where}: staircase levels") for v in _as_list(train.get("staircase", [])))
+    return {"lr": float(lr), "log_every": log_every, "batch_seeds": train.get("batch_seeds", False),
+            "save_model": train.get("save_model", False), "precision": precision, "staircase": staircase}
+
+
+def _check_axes(axes: dict[str, list], where: str) -> None:
+    for device in axes["device"]:
+        if not isinstance(device, str) or not DEVICE_RE.match(device):
+            raise ConfigError(f"{where}: unknown device {device!r}; allowed: cpu, cuda, cuda:N, mps")
+    for b in axes["batch_size"]:
+        if isinstance(b, bool) or not (isinstance(b, int) and b >= 2):
+            raise ConfigError(f"{where}: batch size must be an integer >= 2, got {b!r}")
+    for s in axes["seed"]:
+        if isinstance(s, bool) or not (isinstance(s, int) and s >= 0):
+            raise ConfigError(f"{where}: seeds must be non-negative integers, got {s!r}")
+
+
+def _expand_grid(preset: Preset, grid: Mapping[str, Any], train: dict[str, Any], where: str,
+                 checker: _Checker) -> list[RunSpec]:
+    train = {**train, **{k: v for k, v in grid.items() if k in TRAIN_KEYS}}
+    est_keys = estimator_keys()
+    est_base = {**preset.estimator, **{k: v for k, v in grid.items() if k in est_keys}}
+    task_axes = grid.get("task", {})
+    check_keys(task_axes, TASK_FAMILIES[preset.family].parameters(), f"{where} task")
+    axes = {
+        "bound": _as_list(grid.get("bounds", est_base.get("bound", "infonce"))),
+        "critic": _as_list(grid.get("critics", est_base.get("critic", "separable"))),
+        "negatives": _as_list(grid.get("negatives", est_base.get("negatives", "all"))),
+        "batch_size": _as_list(grid.get("batch_sizes", train.get("batch_size", 128))),
+        "device": _as_list(grid.get("devices", "cpu")),
+        "seed": _as_list(grid.get("seeds", 0)),
+    }
+    _check_axes(axes, where)
+    options = _train_options(train, where)
+    task_lists = {k: _as_list(v) for k, v in task_axes.items()}
+    names = list(axes) + list(task_lists)
+    specs = []
+    for values in itertools.product(*axes.values(), *task_lists.values()):
+        cell = dict(zip(names, values))
+        params = {**preset.task_params, **{k: cell[k] for k in task_lists}}
+        try:
+            est = EstimatorSpec.from_dict({**est_base, "bound": cell["bound"], "critic": cell["critic"],
+                                           "negatives": cell["negatives"]})
+            est.n_negatives(cell["batch_size"])      # K <= B - 1
+            if options["batch_seeds"] and not BOUNDS[est.bound].batchable:
+                raise ConfigError(f"bound {est.bound!r} cannot train as a batched model; "
+                                  "run it with batch_seeds = false")
+            ev = {"batches": 50, "batch_size": cell["batch_size"], **preset.eval}
+            est.n_negatives(ev["batch_size"])
+            steps, epochs = _budget(train, preset.family, params, cell["batch_size"], where)
+        except ConfigError as exc:
+            raise ConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+        spec = RunSpec(
+            preset=preset.name, grids=(str(grid.get("name", "")),), family=preset.family,
+            task_params=tuple(sorted(params.items())), estimator=est, batch_size=cell["batch_size"],
+            steps=steps, lr=options["lr"], device=cell["device"], seed=cell["seed"],
+            eval_batches=int(ev["batches"]), eval_batch_size=int(ev["batch_size"]),
+            log_every=options["log_every"], staircase=options["staircase"], epochs=epochs,
+            save_model=options["save_model"], batch_seeds=options["batch_seeds"],
+            precision=options["precision"])
+        try:
+            level_params = spec.level_params()
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        for p in level_params:
+            checker.estimator(est, checker.task(preset.family, p, f"{where} task"), where)
+        specs.append(spec)
+    return specs
+
+
+def expand(preset: Preset, *, quick: bool = False, overrides: Mapping[str, Any] | None = None) -> list[RunSpec]:
+    """All runs of the preset, each once: for each grid, the product of its axes.
+
+    ``overrides`` maps axis names (bounds, critics, negatives, batch_sizes, devices, seeds) to
+    lists, or a [train] key (steps or epochs, batch_seeds, precision) to a value; they replace
+    the preset's values in every grid, and a budget given here replaces the preset's budget
+    whichever way that was given.
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = sorted(set(overrides) - set(AXES) - TRAIN_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown override {unknown[0]!r}; allowed: {', '.join([*AXES, *sorted(TRAIN_KEYS)])}")
+    budget = {"steps", "epochs"} & set(overrides)
+    train = {k: v for k, v in preset.train.items() if not (budget and k in ("steps", "epochs"))}
+    checker = _Checker()
+    specs: list[RunSpec] = []
+    for where, table in preset.grid_tables(quick):
+        grid = {k: v for k, v in table.items() if not (budget and k in ("steps", "epochs"))}
+        specs += _expand_grid(preset, {**grid, **overrides}, train, where, checker)
+    return merge_duplicates(specs)
+
+
+def merge_duplicates(specs: list[RunSpec]) -> list[RunSpec]:
+    """One spec per run id, in first-seen order, carrying the labels of every grid it was in;
+    it keeps its model when any of them asks to."""
+    merged: dict[str, RunSpec] = {}
+    for s in specs:
+        first = merged.get(s.run_id)
+        if first is None:
+            merged[s.run_id] = s
+            continue
+        grids = first.grids + tuple(g for g in s.grids if g not in first.grids)
+        merged[s.run_id] = dataclasses.replace(first, grids=grids, save_model=first.save_model or s.save_model)
+    return list(merged.values())
+
+
+def groups(specs: list[RunSpec]) -> list[list[RunSpec]]:
+    """Runs that train together: with batch_seeds, the seeds of one configuration; else one each."""
+    out: dict[str, list[RunSpec]] = {}
+    for s in specs:
+        key = s.run_id
+        if s.batch_seeds:
+            key = json.dumps({**s.identity(), "seed": None}, sort_keys=True, default=str)
+        out.setdefault(key, []).append(s)
+    return list(out.values())
+
+
+# --------------------------------------------------------------------------------------------
+# The plan
+
+
+def device_available(device: str) -> bool:
+    kind = torch.device(device).type
+    if kind == "cuda":
+        index = torch.device(device).index or 0
+        return torch.cuda.is_available() and index < torch.cuda.device_count()
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    return True
+
+
+@dataclass
+class Plan:
+    """preset: the preset planned; out_dir: its results folder; specs: every run of the sweep on
+    the devices present; todo: the groups still to run; n_done: runs already recorded; absent:
+    runs skipped per absent device."""
+
+    preset: Preset
+    out_dir: Path
+    specs: list[RunSpec]
+    todo: list[list[RunSpec]]
+    n_done: int
+    absent: dict[str, int]
+
+    @property
+    def n_todo(self) -> int:
+        return sum(len(g) for g in self.todo)
+
+
+def plan_sweep(task: str | Preset, *, quick: bool = False, overrides: Mapping[str, Any] | None = None,
+               out: str | Path | None = None, force: bool = False) -> Plan:
+    """Expand ``task`` (a preset name, path or Preset) and subtract the runs ``out`` holds.
+
+    Raises ConfigError for any bad value, and when no device of the sweep is present here.
+    """
+    preset = task if isinstance(task, Preset) else load_preset(task)
+    specs = expand(preset, quick=quick, overrides=overrides)
+    absent: dict[str, int] = {}
+    for s in specs:
+        if not device_available(s.device):
+            absent[s.device] = absent.get(s.device, 0) + 1
+    if specs and len(absent) == len({s.device for s in specs}):
+        raise ConfigError(f"device {', '.join(sorted(absent))} is not available here, and this sweep has no "
+                          "other; allowed here: cpu" + (", cuda" if torch.cuda.is_available() else ""))
+    present = [s for s in specs if s.device not in absent]
+    out_dir = Path(out) if out else default_out_dir(preset.name)
+    done = set() if force else {upgrade_row(r)["run_id"] for r in load_rows(out_dir)
+                                if r.get("status") in FINISHED}
+    todo = [s for s in present if s.run_id not in done]
+    return Plan(preset, out_dir, present, groups(todo), len(present) - len(todo), absent)
