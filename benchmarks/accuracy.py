@@ -18,29 +18,28 @@ import math
 
 from mibench.bounds import BOUNDS
 
-from .common import BATCH, generator, one_thread, seeded_estimator
+from .common import BATCH, Benchmark, generator, one_thread
 
 DIM, MI = 5, 1.0
 STEPS = 300
 EVAL_BATCHES = 10
 
 
-class TrackBias:
+class TrackBias(Benchmark):
     params = [list(BOUNDS)]
     param_names = ["bound"]
     unit = "nats"
     timeout = 180
-    version = "1"
 
     def setup(self, bound):
         from mibench.distributions import CorrelatedGaussian
-        from mibench.estimators import entropy_y_of
+        from mibench.estimators import EstimatorSpec, estimator_for
         from mibench.train import evaluate, fit
 
         one_thread()
         task = CorrelatedGaussian(DIM, mi=MI)
-        est = seeded_estimator({"bound": bound, "critic": "separable", "hidden": [64]}, (DIM,), (DIM,),
-                               entropy_y=entropy_y_of(task))
+        spec = EstimatorSpec.from_dict({"bound": bound, "critic": "separable", "hidden": [64]})
+        est = estimator_for(spec, task, seed=0)          # BA gets H(y) from the task
         fit(est, task, steps=STEPS, batch_size=BATCH, lr=1e-3, n_negatives=BATCH - 1,
             generator=generator(0), log_every=STEPS)
         self.estimate, _ = evaluate(est, task.heldout(), batches=EVAL_BATCHES, batch_size=BATCH,

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark modules.
+"""Helpers shared by the benchmark modules, and the base classes that hold asv's attributes.
 
 Nothing here computes at import (only libraries are imported): every function is called from a
 benchmark's ``setup``.
@@ -16,7 +16,6 @@ import torch._dynamo  # noqa: F401
 import torchvision  # noqa: F401
 
 from mibench.cpu import keep_freed_buffers
-from mibench.estimators import build_estimator
 from mibench.train import make_optimizer
 
 # The Gaussian speed case: d = 20, I = 4 nats, batch 128 with all in-batch negatives.
@@ -24,9 +23,40 @@ GAUSSIAN_DIM = 20
 GAUSSIAN_MI = 4.0
 BATCH = 128
 
-# The seed paired-MNIST cell (tasks/paired_mnist.toml).
-SEED_MNIST_SPEC = {"bound": "smile", "critic": "joint", "hidden": [64, 32], "encoder": "conv",
-                   "embed_dim": 16, "shared": True, "negatives": 32}
+
+# ---------------------------------------------------------------------------- asv attributes
+# asv reads these through getattr on the benchmark's class, so subclasses inherit them and state
+# only what differs.
+
+class Benchmark:
+    """Every benchmark here. ``version`` is what asv keys results on: results of different
+    versions are not compared (by ``asv compare`` nor by CI's gate). Bump it in a subclass only
+    when what that benchmark measures changes on purpose."""
+
+    version = "1"
+
+
+class Timing(Benchmark):
+    """``time_`` benchmarks. Short samples: one call takes milliseconds, and asv re-runs setup
+    before every sample, so one round and a short warm-up; ``repeat`` is (min samples, max
+    samples, seconds)."""
+
+    rounds = 1
+    repeat = (3, 10, 1.0)
+    warmup_time = 0.05
+
+
+# ---------------------------------------------------------------------------- helpers
+
+@functools.lru_cache(maxsize=1)
+def seed_mnist():
+    """The seed paired-MNIST cell as tasks/paired_mnist.toml states it: (estimator spec,
+    batch size, learning rate)."""
+    from mibench.estimators import EstimatorSpec
+    from mibench.presets import load_preset
+
+    preset = load_preset("paired_mnist")
+    return EstimatorSpec.from_dict(preset.estimator), preset.train["batch_size"], preset.train["lr"]
 
 
 def one_thread() -> None:
@@ -48,16 +78,6 @@ def require_device(device: str) -> torch.device:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def seeded_estimator(spec, x_shape, y_shape, *, seed: int = 0, entropy_y: float | None = None,
-                     device: str | torch.device = "cpu"):
-    """A fresh estimator whose initial parameters depend on ``seed`` alone: built under a forked
-    global RNG, so neither earlier draws nor this build disturb anything else."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        est = build_estimator(spec, x_shape, y_shape, entropy_y=entropy_y)
-    return est.to(device)
 
 
 @functools.lru_cache(maxsize=2)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from .common import (BATCH, GAUSSIAN_DIM, GAUSSIAN_MI, SEED_MNIST_SPEC, generator, one_thread,
-                     paired_mnist, seeded_estimator)
+from .common import BATCH, GAUSSIAN_DIM, GAUSSIAN_MI, Timing, generator, one_thread, paired_mnist, seed_mnist
 
 
-class TimeSample:
+class TimeSample(Timing):
     """One batch of 128 pairs: the Gaussian (d = 20) and paired MNIST (train split) samplers."""
 
     params = ["gaussian", "paired_mnist"]
     param_names = ["task"]
-    rounds = 1
     repeat = (5, 20, 0.5)
-    warmup_time = 0.05
-    version = "1"
 
     def setup(self, task):
         from mibench.distributions import CorrelatedGaussian
@@ -28,32 +24,32 @@ class TimeSample:
         self.task.sample(BATCH, generator=self.gen)
 
 
-class TimeEvaluate:
+class TimeEvaluate(Timing):
     """``mibench.train.evaluate``: 10 held-out batches of 128 through an untrained estimator.
 
-    gaussian: InfoNCE, separable critic [256], 127 negatives; paired_mnist: the seed cell on
-    the test split, 32 negatives.
+    gaussian: InfoNCE, separable critic [256], 127 negatives; paired_mnist: the seed cell of
+    tasks/paired_mnist.toml on the test split, 32 negatives.
     """
 
     params = ["gaussian", "paired_mnist"]
     param_names = ["task"]
-    rounds = 1
     repeat = (3, 5, 2.0)
     warmup_time = 0.0
-    version = "1"
     batches = 10
 
     def setup(self, task):
         from mibench.distributions import CorrelatedGaussian
+        from mibench.estimators import EstimatorSpec, estimator_for
 
         one_thread()
         if task == "gaussian":
             self.task = CorrelatedGaussian(GAUSSIAN_DIM, mi=GAUSSIAN_MI)
-            spec, shape, self.k = {"bound": "infonce", "hidden": [256]}, (GAUSSIAN_DIM,), BATCH - 1
+            spec = EstimatorSpec.from_dict({"bound": "infonce", "hidden": [256]})
         else:
             self.task = paired_mnist("test")
-            spec, shape, self.k = SEED_MNIST_SPEC, (1, 28, 28), SEED_MNIST_SPEC["negatives"]
-        self.estimator = seeded_estimator(spec, shape, shape)
+            spec = seed_mnist()[0]
+        self.k = spec.n_negatives(BATCH)
+        self.estimator = estimator_for(spec, self.task, seed=0)
 
     def time_evaluate(self, task):
         from mibench.train import evaluate

@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-from .common import (BATCH, GAUSSIAN_DIM, GAUSSIAN_MI, SEED_MNIST_SPEC, TrainStep, generator,
-                     one_thread, paired_mnist, require_device, seeded_estimator, sync)
+from .common import (BATCH, GAUSSIAN_DIM, GAUSSIAN_MI, Benchmark, Timing, TrainStep, generator,
+                     one_thread, paired_mnist, require_device, seed_mnist, sync)
 
 
-class TimeGaussianStep:
+class TimeGaussianStep(Timing):
     """Gaussian d = 20, I = 4 nats, batch 128, all 127 in-batch negatives, critic hidden [256],
     for a representative subset of bounds and both critic shapes, on one CPU thread."""
 
     params = (["infonce", "nwj", "js", "smile", "mine", "flo", "club"], ["separable", "joint"])
     param_names = ["bound", "critic"]
-    # Short samples: one step takes milliseconds, and asv re-runs setup before every sample.
-    rounds = 1
-    repeat = (3, 10, 1.0)
-    warmup_time = 0.05
-    version = "1"
 
     def setup(self, bound, critic):
         from mibench.bounds import BOUNDS
         from mibench.distributions import CorrelatedGaussian
+        from mibench.estimators import EstimatorSpec, estimator_for
 
         if BOUNDS[bound].generative and critic != "separable":
             # generative bounds model q(y | x) and have no critic to choose: one case is enough
             raise NotImplementedError("generative bound: the critic does not apply")
         one_thread()
         task = CorrelatedGaussian(GAUSSIAN_DIM, mi=GAUSSIAN_MI)
-        est = seeded_estimator({"bound": bound, "critic": critic, "hidden": [256]},
-                               (GAUSSIAN_DIM,), (GAUSSIAN_DIM,), entropy_y=task.entropy_y())
+        spec = EstimatorSpec.from_dict({"bound": bound, "critic": critic, "hidden": [256]})
+        est = estimator_for(spec, task, seed=0)
         x, y = task.sample(BATCH, generator=generator(0))
         self.step = TrainStep(est, x, y, BATCH - 1)
         self.step.warm_up()
@@ -38,27 +34,27 @@ class TimeGaussianStep:
 
 
 class _SeedMnistStep:
-    """The seed paired-MNIST cell: shared conv encoder (z = 16), SMILE, joint critic [64, 32],
-    32 negatives, batch 128."""
+    """The seed paired-MNIST cell of tasks/paired_mnist.toml: shared conv encoder (z = 16),
+    SMILE, joint critic [64, 32], 32 negatives, batch 128."""
 
     def _prepare(self, device_name: str) -> None:
+        from mibench.estimators import estimator_for
+
         device = require_device(device_name)
         one_thread()
+        spec, batch, lr = seed_mnist()
         task = paired_mnist("train", device_name)
-        x, y = task.sample(BATCH, generator=generator(0, device))
-        est = seeded_estimator(SEED_MNIST_SPEC, (1, 28, 28), (1, 28, 28), device=device)
+        x, y = task.sample(batch, generator=generator(0, device))
+        est = estimator_for(spec, task, seed=0).to(device)
         self.device = device
-        self.step = TrainStep(est, x, y, SEED_MNIST_SPEC["negatives"])
+        self.step = TrainStep(est, x, y, spec.n_negatives(batch), lr=lr)
         self.step.warm_up()
 
 
-class TimeMnistStep(_SeedMnistStep):
+class TimeMnistStep(_SeedMnistStep, Timing):
     params = ["cpu", "cuda"]
     param_names = ["device"]
-    rounds = 1
     repeat = (3, 10, 2.0)
-    warmup_time = 0.05
-    version = "1"
 
     def setup(self, device):
         self._prepare(device)
@@ -68,11 +64,9 @@ class TimeMnistStep(_SeedMnistStep):
         sync(self.device)
 
 
-class PeakMemMnistStep(_SeedMnistStep):
+class PeakMemMnistStep(_SeedMnistStep, Benchmark):
     """Peak resident memory of the process (the training split as float32 images, about
     190 MB, included) after warm-up and one more step, on the CPU."""
-
-    version = "1"
 
     def setup(self):
         self._prepare("cpu")

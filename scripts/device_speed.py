@@ -3,8 +3,8 @@
 
 Not part of the test suite. One run measures, on --device (default cuda):
 
-  seed     the seed paired-MNIST cell (shared conv encoder, SMILE tau 5, joint critic [64, 32],
-           32 negatives, batch 128), fp32 and bf16 autocast;
+  seed     the seed paired-MNIST cell of tasks/paired_mnist.toml (shared conv encoder, SMILE
+           tau 5, joint critic [64, 32], 32 negatives, batch 128), fp32 and bf16 autocast;
   gauss    20-d Gaussian, I = 4 nats, batch 128: InfoNCE separable (Linear(20, 128) per side,
            all negatives), SMILE joint [128] with all and with 32 negatives; fp32 and bf16;
            and SMILE joint [128], all negatives, at batch 1024;
@@ -33,10 +33,10 @@ import torch
 
 from mibench.distributions import CorrelatedGaussian, PairedImages
 from mibench.estimators import build_estimator
+from mibench.presets import load_preset
 from mibench.train import fit, fit_batched
 
-SEED_SPEC = {"bound": "smile", "tau": 5.0, "critic": "joint", "hidden": [64, 32], "encoder": "conv",
-             "embed_dim": 16, "shared": True, "negatives": 32}
+SEED_PRESET = "paired_mnist"     # the seed cell is this preset's [estimator], at its batch size
 GAUSS = {
     "infonce_sep_all": {"bound": "infonce", "critic": "separable", "hidden": [], "critic_dim": 128,
                         "negatives": "all"},
@@ -88,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
 
     cases = []        # (group, name, spec, task factory, batch, precision, seeds, steps)
     if "seed" in groups:
+        seed = load_preset(SEED_PRESET)
         mnist = PairedImages("mnist", "train", data_dir=args.data_dir, device=device)
         for prec in precisions:
-            cases.append(("seed", "seed_mnist_cell", SEED_SPEC, mnist, 128, prec, 1, steps))
+            cases.append(("seed", "seed_mnist_cell", seed.estimator, mnist, seed.train["batch_size"], prec, 1,
+                          steps))
     if "gauss" in groups:
         gauss = CorrelatedGaussian(20, mi=4.0, device=device)
         for name, spec in GAUSS.items():
