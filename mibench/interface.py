@@ -1,16 +1,18 @@
 """Core types shared by every module: ground truth, the task protocol and its optional
 capabilities, errors, the staircase schedule.
 
-This is a leaf module: it imports nothing from mibench, so anything may import it.
+This is a leaf module: it imports nothing from mibench, and torch only for type annotations,
+so anything may import it, and the command line can report a bad argument before torch loads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Mapping, Protocol, runtime_checkable
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 
 # Precisions of the training forward pass (see ``train.autocast``).

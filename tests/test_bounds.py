@@ -108,13 +108,6 @@ def test_generative_bounds_with_the_true_conditional():
     assert B.DoE().estimate(log_q, aux=log_marg).item() == pytest.approx(LOW.mi, abs=TOL)
 
 
-def test_bound_kinds_are_declared():
-    kinds = {name: cls.kind for name, cls in B.BOUNDS.items()}
-    assert kinds["club"] == kinds["l1out"] == "upper" and kinds["doe"] == "neither"
-    assert {n for n, k in kinds.items() if k == "lower"} == {
-        "nwj", "mine", "dv", "infonce", "js", "smile", "tuba", "alpha_infonce", "flo", "ba"}
-
-
 def test_scores_without_negatives_are_rejected():
     with pytest.raises(ValueError, match=r"\(B, K \+ 1\) with K >= 1"):
         B.nwj(torch.zeros(4, 1))

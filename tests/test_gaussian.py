@@ -85,7 +85,7 @@ def test_same_seed_same_batch():
     ({"dim": 2, "rho": 1.0}, r"rho must lie in \(-1, 1\)"),
     ({"dim": 0, "mi": 1.0}, "dim must be a positive integer"),
     ({"dim": 2, "mi": 1.0, "transform": "cube"}, "unknown transform 'cube'"),
-    ({"dim": 2, "mi": 1.0, "sigma": 3}, "unknown parameter 'sigma'; allowed: dim, rho, mi, transform"),
+    ({"dim": 2, "mi": 1.0, "sigma": 3}, "unknown key 'sigma'; allowed: dim, mi, rho, transform"),
 ])
 def test_bad_parameters_are_named(params, match):
     with pytest.raises(ConfigError, match=match):

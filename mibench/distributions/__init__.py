@@ -52,6 +52,8 @@ class TaskFamily:
             params["data_dir"] = data_dir
         try:
             return (self.make or self.cls)(**params, device=device)
+        except ConfigError:
+            raise
         except (TypeError, ValueError) as exc:  # a value of the wrong type reaching the constructor
             raise ConfigError(f"task {self.name!r}: {exc}") from None
 
