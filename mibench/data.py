@@ -56,7 +56,7 @@ def _diagnose(files: list[Path], exc: Exception) -> str:
             if t.ndim != ndim:
                 raise ValueError(f"{t.ndim} dimensions, expected {ndim}")
         except Exception as err:      # truncated, empty or not an IDX file at all
-            what = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            what = str(err) or "its header does not match its length"
             size = path.stat().st_size
             return (f"{path} cannot be read as an IDX {'image' if ndim == 3 else 'label'} file ({what}; "
                     f"{size:,} bytes); delete or replace it")
@@ -66,8 +66,9 @@ def _diagnose(files: list[Path], exc: Exception) -> str:
 def load_split(dataset: str, train: bool, data_dir: str | os.PathLike | None = None) -> tuple[Tensor, Tensor]:
     """One split as whole tensors: images (N, 28, 28) uint8 and labels (N,) int64, on the CPU.
 
-    Reads torchvision's layout (ROOT/MNIST/raw/*-ubyte) with torchvision's class. If the files
-    are not under the resolved root, torchvision downloads them there; offline, raises
+    Reads torchvision's layout (ROOT/MNIST/raw/*-ubyte) with torchvision's IDX readers; the
+    other split's files need not be there. If the split's files are not under the resolved
+    root, torchvision downloads the data set there; offline, raises
     DataNotFoundError. Files that are there but broken (truncated, empty, not IDX, images and
     labels of different lengths) raise DataNotFoundError naming the file; nothing is downloaded
     over them.
@@ -82,8 +83,12 @@ def _load_split(dataset: str, train: bool, root: Path) -> tuple[Tensor, Tensor]:
     cls = _torchvision_class(dataset)
     files = split_files(dataset, train, root)
     if all(f.is_file() for f in files):
+        # Read the split's two files directly, as torchvision's class does: the class itself
+        # refuses (asking for a download) unless the files of *both* splits are present.
+        from torchvision.datasets.mnist import read_image_file, read_label_file
+
         try:
-            ds = cls(str(root), train=train, download=False)
+            images, labels = read_image_file(str(files[0])), read_label_file(str(files[1])).long()
         except Exception as exc:
             raise DataNotFoundError(_diagnose(files, exc)) from None
     else:
@@ -96,7 +101,7 @@ def _load_split(dataset: str, train: bool, root: Path) -> tuple[Tensor, Tensor]:
                 f"put torchvision's files in {root / cls.__name__ / 'raw'} or point --data-dir / "
                 f"${ENV_VAR} at a folder that has {cls.__name__}/raw/"
             ) from None
-    images, labels = ds.data, ds.targets.long()
+        images, labels = ds.data, ds.targets.long()
     if images.ndim != 3 or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
         raise DataNotFoundError(f"{files[0].parent}: {images.shape[0]} images but {labels.shape[0]} labels "
                                 f"in the {'train' if train else 'test'} split; replace the files")

@@ -1,0 +1,7 @@
+"""``python -m mibench``: the ``mibench`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
