@@ -19,16 +19,21 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .nets import CRITICS, ENCODERS
     from .presets import list_presets
 
+    from .interface import FiniteTrainingSet, HasChosenMI, HasEntropyY
+
     print("Task families (truth in nats):")
     for name, fam in TASK_FAMILIES.items():
+        can = [what for proto, what in ((HasChosenMI, "any MI (staircase)"), (FiniteTrainingSet, "epochs"),
+                                        (HasEntropyY, "H(y)")) if issubclass(fam.cls, proto)]
         print(f"  {name:22s} {fam.truth}")
-        print(f"  {'':22s} {fam.summary}")
+        print(f"  {'':22s} {fam.summary}" + (f"; supports {', '.join(can)}" if can else ""))
     print("\nPresets (mibench run --task NAME):")
     for preset in list_presets():
         print(f"  {preset.name:22s} {preset.describe()}")
-    print("\nBounds:")
+    print("\nBounds (options with their defaults):")
     for name, cls in BOUNDS.items():
-        print(f"  {name:14s} {cls.kind:8s} {_first_line(cls)}")
+        options = ", ".join(f"{k} = {o.default:g}" for k, o in cls.options.items())
+        print(f"  {name:14s} {cls.kind:8s} {_first_line(cls)}" + (f" [{options}]" if options else ""))
     print("\nCritics (discriminative bounds; generative bounds learn a conditional Gaussian q(y|x)):")
     for name, cls in CRITICS.items():
         print(f"  {name:14s} {_first_line(cls)}")
@@ -57,21 +62,10 @@ def _positive_int(v: str) -> int:
     return int(v)
 
 
-def _summary_table(df) -> str:
-    cols = ["grid", "bound", "critic", "n_negatives", "batch_size", "device", "seed",
-            "mi_true", "mi_estimate", "mi_std", "pairs_per_s", "status"]
-    view = df[[c for c in cols if c in df]].copy()
-    for c in ("mi_true", "mi_estimate", "mi_std"):
-        if c in view:
-            view[c] = view[c].map(lambda v: f"{v:.3f}")
-    if "pairs_per_s" in view:
-        view["pairs_per_s"] = view["pairs_per_s"].map(lambda v: f"{v:,.0f}")
-    return view.rename(columns={"n_negatives": "K", "batch_size": "B", "mi_true": "true",
-                                "mi_estimate": "estimate", "mi_std": "sd"}).to_string(index=False)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
+    from .results import default_out_dir
     from .runner import sweep
+    from .tables import run_table
 
     overrides = {"bounds": args.bounds, "critics": args.critics, "negatives": args.negatives,
                  "batch_sizes": args.batch_sizes, "devices": args.devices, "seeds": args.seeds,
@@ -80,11 +74,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     df = sweep(args.task, quick=args.quick, out=args.out, force=args.force, data_dir=args.data_dir,
                threads=args.threads, progress=not args.no_progress, overrides=overrides)
     if len(df) == 0:
-        print("no runs (all devices unavailable?)")
+        print("no runs: the preset's grids are empty")
         return 1
-    print(_summary_table(df))
-    out = args.out or f"results/{df['task'].iloc[0]}"
-    print(f"\n{len(df)} runs in {out}/runs.jsonl (true MI in nats; estimate = mean over held-out batches, sd = their spread)")
+    print(run_table(df))
+    out = args.out or default_out_dir(df["task"].iloc[0])
+    print(f"{len(df)} runs in {out}/runs.jsonl (MI in nats; estimate = mean over seeds of the held-out estimate, "
+          "within-run sd = its spread over held-out batches; `mibench report` for the full tables)")
     return 0 if (df["status"] != "error").all() else 1
 
 
@@ -94,10 +89,10 @@ def _quiet_font_subsetting() -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .figures import make_report
+    from .report import make_report
 
     _quiet_font_subsetting()
-    result = make_report(args.dir, args.out, data_dir=args.data_dir)
+    result = make_report(args.dir, args.out)
     print(result["markdown"])
     out = args.out or args.dir
     print(f"{len(result['tables'])} table files and {len(result['figures'])} figure files in {out} "
@@ -108,7 +103,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .figures import make_report
+    from .report import make_report
     from .results import RUNS_FILE
 
     _quiet_font_subsetting()
@@ -118,7 +113,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
         raise ConfigError(f"{ref}: no results folders (subfolders with {RUNS_FILE}) to report on")
     out = Path(args.out) if args.out else ref
     for folder in folders:
-        result = make_report(folder, out / folder.name, data_dir=args.data_dir)
+        result = make_report(folder, out / folder.name)
         print(f"{folder.name}: {len(result['summary'])} summary rows, {len(result['tables'])} table files, "
               f"{len(result['figures'])} figure files in {out / folder.name}")
     return 0
@@ -164,14 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="bias/variance/MSE tables and figures of one results folder")
     report.add_argument("dir", help="a results folder (holding runs.jsonl)")
     report.add_argument("--out", help="where to write summary.{csv,md,tex} and figures/ (default: DIR)")
-    report.add_argument("--data-dir", help="image data root, for the embedding figure of image tasks")
     report.set_defaults(func=cmd_report)
 
     figures = sub.add_parser("figures", help="regenerate the tables and figures of every reference results folder")
     figures.add_argument("--reference", default="results/reference",
                          help="folder whose subfolders hold results (default: results/reference)")
     figures.add_argument("--out", help="output root, one subfolder per results folder (default: --reference)")
-    figures.add_argument("--data-dir", help="image data root, for the embedding figure of image tasks")
     figures.set_defaults(func=cmd_figures)
     return parser
 
@@ -189,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mibench: interrupted; finished runs are saved", file=sys.stderr)
         return 130
+    except BrokenPipeError:              # `mibench list | head`: the reader has gone
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,368 +1,62 @@
-"""Run rows -> bias / variance / MSE tables (pure pandas; ``write_tables`` is the only I/O).
+"""The report of one results folder: its runs loaded once, each summary computed once, the
+tables written (``mibench.tables``) and the figures drawn from the same frames
+(``mibench.figures``).
 
-Every MI and every error is in nats. Only runs with ``status == "ok"`` enter the statistics;
-the others are counted in ``n_failed``.
-
-- ``summarize(runs)``: one row per cell (task, grid, bound, critic, encoder, K, B, device,
-  steps, MI level), with the mean held-out estimate over seeds, its bias, across-seed sd, MSE,
-  a bootstrap CI of the bias, the within-run sd and the median throughput.
-- ``staircase_levels(traces, runs)`` / ``staircase_summary(traces, runs)``: the staircase
-  runs' training traces averaged over the last half of each MI level (as Lee & Rhee 2024
-  report them), per run and then per cell and level.
-- ``write_tables(summary, out_dir)``: CSV, Markdown and LaTeX with units in the column names.
+Statistics: ``mibench.stats``; tables: ``mibench.tables``; figures: ``mibench.figures``.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
-log = logging.getLogger(__name__)
+from .figures import make_figures
+from .interface import ConfigError
+from .results import RUNS_FILE, load_results, load_traces
+from .stats import staircase_summary, summarize
+from .tables import to_markdown, write_tables
 
-#: The columns that identify a cell (one summary row); the MI level is added through task_params.
-CELL_KEYS = ("task", "grid", "bound", "critic", "encoder", "n_negatives", "batch_size", "device", "steps",
-             "precision")
-#: Values of cell keys that rows written before the key existed held implicitly.
-CELL_DEFAULTS = {"precision": "fp32"}
-
-N_BOOT = 2000
-BOOT_SEED = 0
-
-
-def _params_key(value: Any) -> str:
-    """task_params (a dict, or a JSON string) as a canonical string usable as a group key."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True, default=str)
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+#: DIR/embeddings/<run_id>.csv: columns pc1, pc2 (the 2-d PCA of a trained x encoder's
+#: embeddings of a fixed sample of test images, embedding units) and label (int class),
+#: written with the run by ``save_model`` runs of image tasks.
+EMBEDDINGS_DIR = "embeddings"
 
 
-def _with_keys(runs: pd.DataFrame) -> pd.DataFrame:
-    """A copy with every CELL_KEYS column present and a hashable ``_params`` column."""
-    df = runs.copy()
-    for key in CELL_KEYS:
-        if key not in df:
-            df[key] = CELL_DEFAULTS.get(key)
-        elif key in CELL_DEFAULTS:
-            df[key] = df[key].fillna(CELL_DEFAULTS[key])
-    df["_params"] = df["task_params"].map(_params_key) if "task_params" in df else ""
-    for col in ("status", "mi_true", "mi_estimate", "mi_std", "pairs_per_s", "steps_per_s"):
-        if col not in df:
-            df[col] = "ok" if col == "status" else np.nan
-    return df
+def load_embeddings(results_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """The folder's embedding files, run_id (the file stem) -> DataFrame (pc1, pc2, label),
+    in file-name order; {} when there are none."""
+    return {path.stem: pd.read_csv(path) for path in sorted((Path(results_dir) / EMBEDDINGS_DIR).glob("*.csv"))}
 
 
-def bootstrap_ci(values: Sequence[float], *, n_boot: int = N_BOOT, level: float = 0.95,
-                 seed: int = BOOT_SEED) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (1-d, any unit).
+def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Tables and figures of one results folder.
 
-    ``n_boot`` resamples with replacement from a fixed-seed RNG, so the same values always give
-    the same interval. Returns (low, high); (nan, nan) with fewer than two finite values.
+    Reads DIR/runs.jsonl, DIR/traces.jsonl and DIR/embeddings/*.csv once; writes
+    OUT/summary.{csv,md,tex} (``stats.summarize``), OUT/staircase.{csv,md,tex} when the folder
+    has staircase runs (``stats.staircase_summary``), and OUT/figures/*.{png,pdf}
+    (``figures.make_figures``, drawn from the same frames). ``out_dir`` defaults to the results
+    folder. Raises ConfigError when the folder has no recorded runs.
+
+    Returns {"summary": DataFrame, "markdown": str, "tables": [paths], "figures": [paths]}.
     """
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size < 2:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return float(low), float(high)
+    results_dir = Path(results_dir)
+    if not (results_dir / RUNS_FILE).is_file():
+        raise ConfigError(f"{results_dir}: no {RUNS_FILE} here; `mibench run --out {results_dir}` records runs there")
+    runs = load_results(results_dir)
+    if runs.empty:
+        raise ConfigError(f"{results_dir / RUNS_FILE}: no runs recorded yet")
+    traces = load_traces(results_dir)
+    out = Path(out_dir) if out_dir else results_dir
 
-
-def _cell_stats(ok: pd.DataFrame, truth: float, *, n_boot: int, seed: int) -> dict[str, float]:
-    """Statistics of one cell's ok runs: estimates (n,) against one truth, nats."""
-    est = ok["mi_estimate"].to_numpy(dtype=float)
-    est = est[np.isfinite(est)]
-    err = est - truth
-    n = est.size
-    low, high = bootstrap_ci(err, n_boot=n_boot, seed=seed)
-    return {
-        "mean": float(est.mean()) if n else math.nan,
-        "bias": float(err.mean()) if n else math.nan,
-        "sd": float(est.std(ddof=1)) if n > 1 else math.nan,
-        "mse": float((err ** 2).mean()) if n else math.nan,
-        "bias_ci_low": low,
-        "bias_ci_high": high,
-        "within_sd": float(ok["mi_std"].median()) if len(ok) else math.nan,
-        "pairs_per_s": float(ok["pairs_per_s"].median()) if len(ok) else math.nan,
-        "steps_per_s": float(ok["steps_per_s"].median()) if len(ok) else math.nan,
-    }
-
-
-SUMMARY_COLUMNS = [*CELL_KEYS, "task_params", "n_runs", "n_failed", "mi_true", "mean", "bias", "sd",
-                   "mse", "bias_ci_low", "bias_ci_high", "within_sd", "pairs_per_s", "steps_per_s"]
-
-
-def summarize(runs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd.DataFrame:
-    """One row per cell and MI level, statistics over the cell's seeds.
-
-    runs: one row per run (``mibench.results.load_results``), with at least bound, status,
-        mi_true and mi_estimate [nats]; mi_std [nats], pairs_per_s, steps_per_s and the other
-        CELL_KEYS are used when present.
-
-    Cells are (task, grid, bound, critic, encoder, n_negatives, batch_size, device, steps) and
-    the task parameters (so each MI level of a sweep over ``task_params["mi"]`` is its own row).
-
-    Returns columns: the cell keys; task_params (JSON); n_runs (all runs of the cell); n_failed
-    (status != "ok"; excluded from everything below); mi_true; mean (mean held-out estimate);
-    bias = mean - mi_true; sd (across seeds, ddof = 1; NaN with one run); mse = mean of
-    (estimate - mi_true)^2; bias_ci_low, bias_ci_high (95 % percentile bootstrap of the mean
-    bias over seeds, ``n_boot`` resamples from a fixed RNG ``seed``; NaN with one run);
-    within_sd (median over runs of mi_std, the batch-to-batch spread of the held-out estimate
-    at the end of training); pairs_per_s and steps_per_s (medians). All MI columns in nats.
-    """
-    if runs is None or len(runs) == 0:
-        return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    df = _with_keys(runs)
-    out = []
-    keys = [*CELL_KEYS, "_params"]
-    for values, cell in df.groupby(keys, dropna=False, sort=False):
-        row = dict(zip(keys, values))
-        row["task_params"] = row.pop("_params")
-        ok = cell[cell["status"] == "ok"]
-        truths = pd.to_numeric(ok["mi_true"], errors="coerce").dropna()
-        if truths.empty:                      # no ok run: any recorded truth will do
-            truths = pd.to_numeric(cell["mi_true"], errors="coerce").dropna()
-        truth = float(truths.iloc[0]) if len(truths) else math.nan
-        if len(truths) and not np.allclose(truths, truth, rtol=0, atol=1e-9):
-            log.warning("cell %s has runs with different truths %s; using the first", row, sorted(set(truths)))
-        row.update(n_runs=len(cell), n_failed=int((cell["status"] != "ok").sum()), mi_true=truth)
-        row.update(_cell_stats(ok, truth, n_boot=n_boot, seed=seed))
-        out.append(row)
-    summary = pd.DataFrame(out, columns=SUMMARY_COLUMNS)
-    summary = summary.sort_values([c for c in ("task", "grid", "bound", "critic", "n_negatives",
-                                               "batch_size", "device", "mi_true")], kind="stable")
-    return summary.reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Staircase
-
-
-def staircase_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``runs`` whose ``staircase`` list (MI levels, nats) is non-empty."""
-    if runs is None or len(runs) == 0 or "staircase" not in runs:
-        return pd.DataFrame(columns=[] if runs is None else runs.columns)
-    mask = runs["staircase"].map(lambda s: isinstance(s, (list, tuple)) and len(s) > 0)
-    return runs[mask]
-
-
-def level_of_step(step: np.ndarray, steps: int, n_levels: int) -> np.ndarray:
-    """The staircase level (0 .. n_levels - 1) of each training step, as the runner schedules
-    it: ceil(steps / n_levels) steps per level, the last level taking whatever remains."""
-    per_level = math.ceil(steps / n_levels)
-    return np.minimum(np.asarray(step) // per_level, n_levels - 1)
-
-
-STAIR_RUN_COLUMNS = [*CELL_KEYS, "run_id", "seed", "status", "level", "mi_true", "level_mean", "level_sd",
-                     "n_points"]
-
-
-def staircase_levels(traces: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Per staircase run and level: the traced training estimate over the last half of the level.
-
-    traces: long frame (run_id, step, estimate [nats], mi_true [nats]) from
-        ``mibench.results.load_traces``.
-    runs: run rows; only those with a non-empty ``staircase`` are used (all statuses: the
-        status is carried along so the aggregate can count failures).
-
-    A level spans ceil(steps / L) steps [start, end); its last half is the traced steps with
-    step >= start + (end - start) / 2. Returns one row per (run, level) with level (0-based),
-    mi_true (the level's truth, nats), level_mean, level_sd (ddof = 1 over the traced points,
-    nats) and n_points.
-    """
-    stair = staircase_runs(runs)
-    if stair.empty or traces is None or len(traces) == 0:
-        return pd.DataFrame(columns=STAIR_RUN_COLUMNS)
-    stair = _with_keys(stair)
-    by_run = {rid: t for rid, t in traces.groupby("run_id", sort=False)}
-    out = []
-    for _, run in stair.iterrows():
-        levels = [float(v) for v in run["staircase"]]
-        steps = int(run["steps"])
-        trace = by_run.get(run["run_id"], traces.iloc[:0])
-        per_level = math.ceil(steps / len(levels))
-        step = trace["step"].to_numpy()
-        level = level_of_step(step, steps, len(levels))
-        estimates = trace["estimate"].to_numpy(dtype=float)
-        truths = trace["mi_true"].to_numpy(dtype=float)
-        for k, target in enumerate(levels):
-            start = k * per_level
-            end = steps if k == len(levels) - 1 else min((k + 1) * per_level, steps)
-            sel = (level == k) & (step >= start + (end - start) / 2)
-            values, truth = estimates[sel], truths[sel]
-            finite = values[np.isfinite(values)]
-            out.append({
-                **{key: run[key] for key in CELL_KEYS}, "run_id": run["run_id"],
-                "seed": run.get("seed"), "status": run["status"], "level": k,
-                "mi_true": float(np.nanmean(truth)) if truth.size else target,
-                "level_mean": float(finite.mean()) if finite.size else math.nan,
-                "level_sd": float(finite.std(ddof=1)) if finite.size > 1 else math.nan,
-                "n_points": int(finite.size),
-            })
-    return pd.DataFrame(out, columns=STAIR_RUN_COLUMNS)
-
-
-STAIR_COLUMNS = [*CELL_KEYS, "level", "n_runs", "n_failed", "mi_true", "mean", "bias", "sd", "mse",
-                 "bias_ci_low", "bias_ci_high", "within_sd"]
-
-
-def staircase_summary(traces: pd.DataFrame, runs: pd.DataFrame, *, n_boot: int = N_BOOT,
-                      seed: int = BOOT_SEED) -> pd.DataFrame:
-    """``staircase_levels`` aggregated over seeds, one row per cell (bound, critic, ...) and level.
-
-    Columns as in ``summarize``, with the per-run last-half level mean in place of the held-out
-    estimate: mean, bias, sd (across seeds), mse, bias CI; within_sd is the median over runs of
-    the sd of the traced estimate within the last half of the level (nats). The staircase has
-    no held-out throughput of its own; see ``summarize`` for pairs/s.
-    """
-    per_run = staircase_levels(traces, runs)
-    if per_run.empty:
-        return pd.DataFrame(columns=STAIR_COLUMNS)
-    keys = [*CELL_KEYS, "level"]
-    out = []
-    for values, cell in per_run.groupby(keys, dropna=False, sort=False):
-        row = dict(zip(keys, values))
-        ok = cell[cell["status"] == "ok"]
-        truth = float(cell["mi_true"].iloc[0])
-        n_run_failed = int((cell["status"] != "ok").sum())
-        est = ok["level_mean"].to_numpy(dtype=float)
-        est = est[np.isfinite(est)]
-        err = est - truth
-        low, high = bootstrap_ci(err, n_boot=n_boot, seed=seed)
-        row.update(n_runs=len(cell), n_failed=n_run_failed, mi_true=truth,
-                   mean=float(est.mean()) if est.size else math.nan,
-                   bias=float(err.mean()) if est.size else math.nan,
-                   sd=float(est.std(ddof=1)) if est.size > 1 else math.nan,
-                   mse=float((err ** 2).mean()) if est.size else math.nan,
-                   bias_ci_low=low, bias_ci_high=high,
-                   within_sd=float(ok["level_sd"].median()) if len(ok) else math.nan)
-        out.append(row)
-    result = pd.DataFrame(out, columns=STAIR_COLUMNS)
-    return result.sort_values(["task", "grid", "bound", "critic", "level"], kind="stable").reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Tables
-
-#: Display names, with units, for the columns ``write_tables`` writes (in this order).
-DISPLAY = {
-    "task": "task", "grid": "grid", "bound": "bound", "critic": "critic", "encoder": "encoder",
-    "n_negatives": "K", "batch_size": "B", "device": "device", "steps": "steps", "precision": "precision",
-    "level": "level",
-    "n_runs": "runs", "n_failed": "failed",
-    "mi_true": "true MI [nats]", "mean": "estimate [nats]", "bias": "bias [nats]",
-    "bias_ci_low": "bias 95% CI low [nats]", "bias_ci_high": "bias 95% CI high [nats]",
-    "sd": "sd over seeds [nats]", "mse": "MSE [nats^2]", "within_sd": "within-run sd [nats]",
-    "pairs_per_s": "pairs/s", "steps_per_s": "steps/s",
-}
-CI_COLUMN = "bias 95% CI [nats]"
-_IDENTITY = CELL_KEYS      # constant ones move to the caption
-#: Decimals shown: MI quantities to the millinat, throughput to whole pairs and tenths of steps.
-_DIGITS = {"mi_true": 3, "mean": 3, "bias": 3, "bias_ci_low": 3, "bias_ci_high": 3, "sd": 3, "mse": 3,
-           "within_sd": 3, "pairs_per_s": 0, "steps_per_s": 1}
-MISSING = "–"
-
-
-def _fmt(value: Any, digits: int) -> str:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return MISSING
-    if not math.isfinite(v):
-        return MISSING
-    return f"{v:,.0f}" if digits == 0 else f"{v:.{digits}f}"
-
-
-def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The table as printed, every cell a string.
-
-    Identity columns that take one value in every row are taken out and returned as a dict
-    (for a caption); MI quantities are shown in nats to 3 decimals, pairs/s as whole numbers;
-    the bootstrap CI is one "[low, high]" column; columns are renamed with their units
-    (``DISPLAY``); missing values (one run: no sd, no CI) show as "–".
-    """
-    cols = [c for c in DISPLAY if c in summary]
-    view = summary[cols].copy()
-    constant: dict[str, Any] = {}
-    if len(view) > 1:
-        for c in _IDENTITY:
-            if c in view and view[c].nunique(dropna=False) == 1:
-                constant[DISPLAY[c]] = view[c].iloc[0]
-                view = view.drop(columns=c)
-    out = pd.DataFrame(index=view.index)
-    for c in view.columns:
-        if c in ("bias_ci_low", "bias_ci_high"):
-            if c == "bias_ci_low":
-                out[CI_COLUMN] = [MISSING if MISSING in (lo, hi) else f"[{lo}, {hi}]"
-                                  for lo, hi in zip(view["bias_ci_low"].map(lambda v: _fmt(v, 3)),
-                                                    view["bias_ci_high"].map(lambda v: _fmt(v, 3)))]
-            continue
-        if c in _DIGITS:
-            out[DISPLAY[c]] = view[c].map(lambda v, d=_DIGITS[c]: _fmt(v, d))
-        else:
-            out[DISPLAY[c]] = view[c].map(lambda v: MISSING if v is None or (isinstance(v, float) and math.isnan(v))
-                                          else str(v))
-    return out.reset_index(drop=True), constant
-
-
-def _numeric_columns(view: pd.DataFrame) -> list[bool]:
-    """Right-align the columns that hold numbers (the identity columns K, B, steps too)."""
-    words = {"task", "grid", "bound", "critic", "encoder", "device"}
-    return [c not in words for c in view.columns]
-
-
-def _caption(constant: dict[str, Any]) -> str:
-    return ", ".join(f"{k} = {v}" for k, v in constant.items())
-
-
-def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("^2", r"$^2$"), ("–", "--")):
-        text = text.replace(a, b)
-    return text
-
-
-def to_markdown(summary: pd.DataFrame) -> str:
-    """The display table (``display_table``) as Markdown, with the constant columns in a line above."""
-    view, constant = display_table(summary)
-    align = ["right" if num else "left" for num in _numeric_columns(view)]
-    text = view.to_markdown(index=False, disable_numparse=True, colalign=align)
-    note = _caption(constant)
-    return (f"{note}\n\n" if note else "") + text + "\n"
-
-
-def to_latex(summary: pd.DataFrame, caption: str = "") -> str:
-    """The display table as a LaTeX ``table`` (booktabs rules), constant columns in the caption."""
-    view, constant = display_table(summary)
-    fmt = "".join("r" if num else "l" for num in _numeric_columns(view))
-    view = view.rename(columns=lambda c: _latex_escape(str(c))).apply(lambda col: col.map(_latex_escape))
-    text = ", ".join(filter(None, [caption, _latex_escape(_caption(constant))]))
-    styler = view.style.hide(axis="index")
-    return styler.to_latex(hrules=True, caption=text or None, position="htbp", position_float="centering",
-                           column_format=fmt, environment="table") + "\n"
-
-
-def write_tables(summary: pd.DataFrame, out_dir: str | os.PathLike, stem: str = "summary",
-                 caption: str = "") -> list[Path]:
-    """Write ``summary`` as OUT/STEM.csv (every column, full precision, units in the names),
-    OUT/STEM.md and OUT/STEM.tex (``display_table``: rounded, constant columns in a caption).
-    Returns the three paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    csv_view = summary.rename(columns={c: DISPLAY.get(c, c) for c in summary.columns})
-    paths = [out / f"{stem}.csv", out / f"{stem}.md", out / f"{stem}.tex"]
-    csv_view.to_csv(paths[0], index=False)
-    paths[1].write_text(to_markdown(summary), encoding="utf-8")
-    paths[2].write_text(to_latex(summary, caption), encoding="utf-8")
-    log.info("wrote %s", ", ".join(str(p) for p in paths))
-    return paths
+    summary = summarize(runs)
+    stair = staircase_summary(traces, runs)
+    tables = write_tables(summary, out, "summary")
+    if not stair.empty:
+        tables += write_tables(stair, out, "staircase",
+                               caption="staircase: traced estimate over the last half of each level")
+    figures = make_figures(out / "figures", runs=runs, traces=traces, summary=summary, staircase=stair,
+                           embeddings=load_embeddings(results_dir))
+    return {"summary": summary, "markdown": to_markdown(summary), "tables": tables, "figures": figures}

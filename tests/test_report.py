@@ -1,6 +1,10 @@
-"""Reporter: summary statistics against hand computations, tables, figures and the report CLI."""
+"""Reporter: summary statistics against hand computations (mibench.stats), tables
+(mibench.tables), figures (mibench.figures), the report (mibench.report) and the CLI."""
 
+import inspect
 import math
+import sys
+import types
 
 import numpy as np
 import pandas as pd
@@ -8,9 +12,13 @@ import pytest
 
 from conftest import TINY_HEAD
 from mibench import figures as F
+from mibench import report as R
+from mibench.bounds import BOUNDS
 from mibench.cli import main
-from mibench.report import (bootstrap_ci, display_table, staircase_levels, staircase_summary, summarize,
-                            to_markdown, write_tables)
+from mibench.results import append_jsonl
+from mibench.stats import (bootstrap_ci, cells_of, staircase_levels, staircase_runs, staircase_summary,
+                           summarize)
+from mibench.tables import display_table, run_table, to_markdown, to_text, write_tables
 
 
 def row(**kw):
@@ -137,6 +145,38 @@ def test_staircase_summary_without_staircase_runs_is_empty():
     assert staircase_summary(traces, runs[runs["run_id"] == "plain"]).empty
 
 
+def test_staircase_levels_use_the_shared_schedule_the_last_level_taking_the_rest():
+    """10 steps over 3 levels: ceil(10 / 3) = 4 steps per level, so levels [0, 4), [4, 8) and
+    [8, 10) (mibench.interface.level_of_step); the last half of each: {2, 3}, {6, 7}, {9}."""
+    from mibench import stats
+    from mibench.interface import level_of_step
+
+    assert stats.level_of_step is level_of_step                    # one definition, not a copy
+    steps = list(range(10))
+    runs = frame([row(run_id="s", staircase=[1.0, 2.0, 3.0], steps=10)])
+    traces = pd.DataFrame({"run_id": "s", "step": steps, "estimate": [float(t) for t in steps],
+                           "mi_true": [1.0] * 4 + [2.0] * 4 + [3.0] * 2})
+    per_run = staircase_levels(traces, runs).set_index("level")
+    assert list(per_run["level_mean"]) == pytest.approx([2.5, 6.5, 9.0])
+    assert list(per_run["n_points"]) == [2, 2, 1]
+    assert list(per_run["mi_true"]) == [1.0, 2.0, 3.0]
+
+
+def test_cells_of_picks_the_summary_rows_of_some_runs():
+    traces, stair = stair_data()
+    _, plain = gaussian_data()
+    runs = pd.concat([plain, stair], ignore_index=True)
+    s = summarize(runs)
+    mask = cells_of(s, staircase_runs(runs))
+    assert mask.sum() == 1 and s[mask].iloc[0]["n_runs"] == 2          # the two staircase seeds
+    # the other rows are exactly the summary of the other runs, computed without them
+    rest = s[~mask].reset_index(drop=True)
+    pd.testing.assert_frame_equal(rest, summarize(runs[~runs.index.isin(staircase_runs(runs).index)]))
+    # a column typed float (a missing K somewhere) still matches its int-typed runs
+    assert cells_of(s.assign(n_negatives=s["n_negatives"].astype(float)), staircase_runs(runs)).sum() == 1
+    assert not cells_of(s, runs.iloc[:0]).any()
+
+
 # --------------------------------------------------------------------------------------------
 # tables
 
@@ -158,6 +198,53 @@ def test_write_tables_writes_csv_markdown_and_latex_with_the_numbers(tmp_path):
     assert "| bound" in md and "bias [nats]" in md
     assert "\\begin{tabular}" in tex and "\\toprule" in tex and "bias [nats]" in tex
     assert "task = t" in md                                         # constant columns in the caption
+
+
+def run_rows():
+    """Two seeds of an InfoNCE cell (estimates 2 and 3 nats), a SMILE cell with one ok and one
+    failed run, at one true MI: what a sweep returns."""
+    return frame([row(run_id="a0", seed=0, mi_estimate=2.0, mi_std=0.1, pairs_per_s=12345.6),
+                  row(run_id="a1", seed=1, mi_estimate=3.0, mi_std=0.3, pairs_per_s=12345.6),
+                  row(run_id="b0", seed=0, bound="smile", mi_estimate=1.9, mi_std=0.2, pairs_per_s=800.0),
+                  row(run_id="b1", seed=1, bound="smile", status="error", mi_estimate=None, mi_std=None,
+                      pairs_per_s=None, error="RuntimeError: boom\nTraceback ...")])
+
+
+def table_lines(text):
+    """The rows of a ``to_text`` table: the lines after the dashed rule under the header."""
+    lines = text.splitlines()
+    rule = next(i for i, line in enumerate(lines) if set(line.replace(" ", "")) == {"-"})
+    end = next((i for i in range(rule + 1, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[rule - 1], lines[rule + 1:end]
+
+
+def test_run_table_prints_one_row_per_cell_with_the_display_rules():
+    text = run_table(run_rows())
+    caption = text.splitlines()[0]
+    assert "task = t" in caption and "device = cpu" in caption and "K = 63" in caption   # constant columns
+    assert "seeds = 0,1" in caption
+    header, rows = table_lines(text)
+    for name in ("bound", "runs", "failed", "true MI [nats]", "estimate [nats]", "bias [nats]",
+                 "sd over seeds [nats]", "within-run sd [nats]", "pairs/s"):
+        assert name in header, name
+    assert "MSE" not in header and "CI" not in header                # left to the written tables
+    assert len(rows) == 2                                           # cells, not runs
+    infonce = next(r for r in rows if "infonce" in r).split()
+    assert infonce[1:] == ["2", "0", "2.000", "2.500", "0.500", "0.707", "0.200", "12,346"]
+    smile = next(r for r in rows if "smile" in r).split()
+    assert smile[1:3] == ["2", "1"] and smile[4] == "1.900" and smile[6] == "–"   # one ok run: no sd
+    # the failed run is named, with its status and the first line of its error
+    assert "b1 (bound = smile, critic = separable, K = 63, B = 64, device = cpu, seed = 1): error: " \
+           "RuntimeError: boom" in text and "Traceback" not in text
+
+
+def test_to_text_keeps_varying_identity_columns_and_seeds():
+    s = summarize(run_rows().assign(seed=[0, 1, 0, 2], device=["cpu", "cpu", "cuda", "cuda"]), seeds=True)
+    text = to_text(s)
+    header, rows = table_lines(text)
+    assert "device" in header and "seeds" in header and "device" not in text.splitlines()[0]
+    assert sorted(r.split()[4] for r in rows) == ["0,1", "0,2"]     # bound critic device runs failed seeds ...
+    assert "seeds" not in summarize(run_rows())                     # only on request: the CSV is unchanged
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,6 +345,7 @@ def test_throughput_figure_has_a_bar_per_bound_and_device():
     fig = F.fig_throughput(runs)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert list(BOUNDS).index("infonce") < list(BOUNDS).index("nwj")          # the registry's order
     assert labels == ["InfoNCE, joint", "InfoNCE, separable", "NWJ, joint", "NWJ, separable"]
     assert ax.get_xscale() == "log" and "pairs/s" in ax.get_xlabel()
     assert {"device: cpu", "device: cuda"} <= set(legend_texts(fig))
@@ -274,27 +362,28 @@ def test_embedding_figure_colours_by_class_and_states_the_truth():
     assert "2.301" in title and "SMILE" in title
 
 
-def test_embed_images_projects_a_saved_encoder(tmp_path, monkeypatch):
-    import torch
+def test_bounds_show_their_registered_label_in_registry_order_with_fixed_colours():
+    """Labels and order come from mibench.bounds.BOUNDS; the colours are the ones every
+    committed figure uses (colour-blind palette for the common bounds, then 'dark')."""
+    import seaborn as sns
 
-    from mibench import data
-    from mibench.estimators import EstimatorSpec, build_estimator
-
-    gen = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (500, 28, 28), dtype=torch.uint8, generator=gen)
-    labels = torch.arange(500) % 10
-    calls = []
-    monkeypatch.setattr(data, "load_split", lambda *a: calls.append(a) or (images, labels))  # the test split
-    spec = EstimatorSpec(bound="smile", critic="joint", hidden=(8,), encoder="conv", embed_dim=4, shared=True)
-    est = build_estimator(spec, (1, 28, 28), (1, 28, 28))
-    d = {"estimator": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()},
-         "family": "paired_mnist"}
-    torch.save({"spec": d, "state_dict": est.state_dict()}, tmp_path / "m.pt")
-    emb, spec_dict = F.embed_images(tmp_path / "m.pt", n=300)
-    assert calls == [("mnist", False, None)]
-    assert emb.shape == (300, 3) and set(emb["label"]) == set(range(10))
-    assert emb["pc1"].var() >= emb["pc2"].var() > 0               # principal components, in order
-    assert spec_dict["estimator"]["encoder"] == "conv"
+    cb, dark = sns.color_palette("colorblind", 10), sns.color_palette("dark", 10)
+    expected = {"infonce": cb[0], "smile": cb[3], "nwj": cb[2], "js": cb[4], "mine": cb[5], "dv": cb[1],
+                "tuba": cb[9], "alpha_infonce": cb[6], "flo": cb[8], "ba": dark[0], "club": dark[1],
+                "l1out": dark[2], "doe": dark[3]}
+    colors = F.bound_colors(["zz_custom"])
+    assert {b: colors[b] for b in expected} == expected and colors["zz_custom"] == dark[4]
+    assert F.bound_label("alpha_infonce") == "α-InfoNCE" == BOUNDS["alpha_infonce"].label
+    assert F.bound_label("zz_custom") == "zz_custom"
+    assert F.style._ordered(["zz_custom", "smile", "infonce", "nwj"]) == ["infonce", "smile", "nwj", "zz_custom"]
+    BOUNDS.register("zz_labelled", type("ZZ", (), {"label": "ZZ-β"}))
+    try:
+        runs = frame([row(run_id=f"{b}{k}", bound=b, n_negatives=k, mi_true=2.3, mi_estimate=1.0)
+                      for b in ("zz_labelled", "infonce") for k in (1, 8)])
+        texts = legend_texts(F.fig_negatives(runs))
+        assert texts.index("InfoNCE") < texts.index("ZZ-β")         # registered later: shown later
+    finally:
+        BOUNDS.unregister("zz_labelled")
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,7 +422,7 @@ def test_save_figure_writes_png_and_pdf(tmp_path):
 def test_sweep_then_report_writes_tables_and_figures(tmp_path, capsys, monkeypatch):
     from mibench.runner import sweep
 
-    monkeypatch.setattr(F, "FORMATS", ("png",))        # PDFs: test_save_figure_writes_png_and_pdf
+    monkeypatch.setattr(F.style, "FORMATS", ("png",))  # PDFs: test_save_figure_writes_png_and_pdf
     preset = tmp_path / "tiny.toml"
     preset.write_text(TINY)
     out = tmp_path / "gaussian"
@@ -353,9 +442,7 @@ def test_sweep_then_report_writes_tables_and_figures(tmp_path, capsys, monkeypat
 
 
 def test_figures_command_reports_every_reference_subfolder(tmp_path, monkeypatch, capsys):
-    from mibench.results import append_jsonl
-
-    monkeypatch.setattr(F, "FORMATS", ("png",))
+    monkeypatch.setattr(F.style, "FORMATS", ("png",))
     traces, runs = stair_data(seeds=(0,))
     ref = tmp_path / "reference"
     for sub, keep in (("gaussian_staircase", ["s0"]), ("paired_mnist", ["plain"])):
@@ -375,3 +462,125 @@ def test_figures_command_reports_every_reference_subfolder(tmp_path, monkeypatch
     assert (out / "paired_mnist" / "figures" / "training_g.png").is_file()
     assert not (out / "paired_mnist" / "staircase.md").exists()
     assert not (tmp_path / "out" / "notes").exists()
+
+
+def write_folder(folder, runs, traces=None):
+    """A results folder as the runner writes it: runs.jsonl and traces.jsonl."""
+    for r in runs.to_dict("records"):
+        append_jsonl(folder / "runs.jsonl", r)
+    for rid, t in ([] if traces is None else traces.groupby("run_id")):
+        append_jsonl(folder / "traces.jsonl", {"run_id": rid, **{c: t[c].tolist() for c in
+                                                                 ("step", "estimate", "mi_true")}})
+
+
+def test_make_report_loads_and_summarizes_once(tmp_path, monkeypatch):
+    """Runs and traces are read once and each summary is computed once per report, however
+    many tables and figures use it; the bias/sd figure gets the plain cells of that summary."""
+    from mibench import results, stats
+
+    monkeypatch.setattr(F.style, "FORMATS", ("png",))
+    st, stair = stair_data()
+    gt, plain = gaussian_data()
+    write_folder(tmp_path / "res", pd.concat([plain, stair[stair["run_id"] != "plain"]], ignore_index=True),
+                 pd.concat([gt, st], ignore_index=True))
+    calls = {}
+
+    def counting(module, name):
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return original(*args, **kwargs)
+
+        # wherever a mibench module holds the function (imported by name), count it there too
+        for mod in [m for n, m in sys.modules.items() if n == "mibench" or n.startswith("mibench.")]:
+            if getattr(mod, name, None) is original:
+                monkeypatch.setattr(mod, name, wrapper)
+
+    for module, name in ((stats, "summarize"), (stats, "staircase_summary"), (results, "load_results"),
+                         (results, "load_traces")):
+        counting(module, name)
+    drawn = []
+    monkeypatch.setattr(F, "fig_bias_sd", lambda summary, **kw: drawn.append(summary) or F.cells.fig_bias_sd(summary))
+    result = R.make_report(tmp_path / "res", tmp_path / "out")
+    assert calls == {"summarize": 1, "staircase_summary": 1, "load_results": 1, "load_traces": 1}
+    made = {p.name for p in result["figures"]}
+    assert {"bias_sd.png", "bias_sd_staircase.png", "staircase.png", "training_g.png"} <= made
+    assert set(result) == {"summary", "markdown", "tables", "figures"}
+    assert len(result["summary"]) == 9                                # 8 plain cells and the staircase one
+    plain_rows, stair_rows = drawn
+    assert len(plain_rows) == 8 and set(plain_rows["mi_true"]) == {2.0, 6.0}
+    assert "level" in stair_rows and len(stair_rows) == 2
+    assert (tmp_path / "out" / "staircase.csv").is_file() and (tmp_path / "out" / "summary.md").is_file()
+
+
+def embedding_folder(folder, devices=("cpu",)):
+    """Paired-MNIST-like runs, one per device, each with its saved embedding and no model."""
+    rng = np.random.default_rng(0)
+    runs = frame([row(run_id=f"e{d}", device=d, task="paired_mnist", family="paired_mnist", bound="smile",
+                      critic="joint", n_negatives=32, mi_estimate=2.16, mi_true=2.3008) for d in devices])
+    write_folder(folder, runs)
+    embs = {}
+    for rid in runs["run_id"]:
+        emb = pd.DataFrame({"pc1": rng.normal(size=200), "pc2": rng.normal(size=200), "label": np.arange(200) % 10})
+        (folder / "embeddings").mkdir(exist_ok=True)
+        emb.to_csv(folder / "embeddings" / f"{rid}.csv", index=False, float_format="%.17g")
+        embs[rid] = emb
+    return embs
+
+
+def test_embedding_figure_is_drawn_from_the_saved_csv_without_a_model_or_mnist(tmp_path, monkeypatch):
+    from mibench import data
+
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    monkeypatch.setenv("MIBENCH_DATA_DIR", str(empty))
+
+    def no_mnist(*args, **kwargs):
+        raise AssertionError("the report must not read image data")
+
+    monkeypatch.setattr(data, "load_split", no_mnist, raising=False)
+    monkeypatch.setattr(F.style, "FORMATS", ("png",))
+    embs = embedding_folder(tmp_path / "res")
+    drawn = []
+
+    def spy(emb, **kw):
+        drawn.append((emb, kw))
+        return F.cells.fig_embedding(emb, **kw)
+
+    monkeypatch.setattr(F, "fig_embedding", spy)
+    result = R.make_report(tmp_path / "res", tmp_path / "out")
+    assert "embedding.png" in {p.name for p in result["figures"]}
+    assert not (tmp_path / "res" / "models").exists() and not any(empty.iterdir())
+    (emb, kw), = drawn
+    pd.testing.assert_frame_equal(emb, embs["ecpu"])                  # the CSV, to the last digit
+    assert kw["run"].name == "ecpu" and kw["run"]["device"] == "cpu" and kw["class_name"] == "digit"
+    for module in (R, F, F.style, F.curves, F.cells):               # nothing that could rebuild a model
+        source = inspect.getsource(module)
+        assert "torch" not in source and "load_split" not in source and "estimators" not in source
+
+
+def test_several_embeddings_are_named_by_device(tmp_path, monkeypatch):
+    monkeypatch.setattr(F.style, "FORMATS", ("png",))
+    embedding_folder(tmp_path / "res", devices=("cpu", "cuda"))
+    names = {p.name for p in R.make_report(tmp_path / "res", tmp_path / "out")["figures"]}
+    assert {"embedding_cpu.png", "embedding_cuda.png"} <= names and "embedding.png" not in names
+
+
+def test_run_command_prints_the_cell_table(monkeypatch, capsys):
+    """`mibench run` prints the per-cell summary of the runs it did (tables.run_table), with
+    the failed run named, and exits 1 because one run errored."""
+    seen = {}
+
+    def sweep(task, **kwargs):
+        seen.update(task=task, **kwargs)
+        return run_rows()
+
+    monkeypatch.setitem(sys.modules, "mibench.runner", types.SimpleNamespace(sweep=sweep))
+    assert main(["run", "--task", "tiny", "--out", "somewhere"]) == 1
+    printed = capsys.readouterr().out
+    assert seen["task"] == "tiny"
+    assert printed.startswith(run_table(run_rows()))
+    assert "4 runs in somewhere/runs.jsonl" in printed
+    header, rows = table_lines(printed)
+    assert len(rows) == 2 and "seed" not in header.split()          # no per-run rows any more

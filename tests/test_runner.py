@@ -20,7 +20,7 @@ from mibench.cli import main
 from mibench.plan import expand
 from mibench.presets import load_preset
 from mibench.results import RUNS_FILE, append_jsonl, load_results, load_rows
-from mibench.report import summarize
+from mibench.stats import summarize
 from mibench.runner import sweep
 
 TINY = TINY_HEAD + """

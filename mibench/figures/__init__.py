@@ -1,0 +1,92 @@
+"""Paper figures from run rows, traces and summaries. Drawing only: nothing here reads a
+results folder or computes a summary; ``mibench.report.make_report`` loads the runs and
+summarizes them once, then hands the frames to ``make_figures``.
+
+Every figure function takes DataFrames and returns a ``matplotlib.figure.Figure`` one column
+wide (``WIDTH`` = 3.4 in); none touches pyplot's global state, so they work under any
+backend and in tests (files are rendered with Agg). The true MI is always drawn (black,
+dashed), MI axes are in nats, and the legend names the bounds and critics.
+
+- ``curves``: ``fig_training`` (estimate vs training step per bound, the held-out estimate as
+  a marker) and ``fig_staircase`` (traced estimates while the truth steps up, ln(K + 1) dotted).
+- ``cells``: ``fig_bias_sd`` (bias and sd vs true MI), ``fig_negatives`` (estimate vs K, log
+  axis), ``fig_throughput`` (pairs/s by bound and device) and ``fig_embedding`` (2-d PCA of a
+  trained image encoder's embeddings, coloured by class).
+- ``style``: the rc style, a colour per bound, a line style per critic, legends, ``save_figure``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+
+from ..stats import cells_of, staircase_runs
+from . import style
+from .cells import fig_bias_sd, fig_embedding, fig_negatives, fig_throughput
+from .curves import fig_staircase, fig_training
+from .style import (CRITIC_STYLES, DPI, LOG_K, STYLE, TRUTH, WIDTH, _slug, bound_colors, bound_label,
+                    critic_style, save_figure)
+
+__all__ = ["fig_training", "fig_staircase", "fig_bias_sd", "fig_negatives", "fig_throughput", "fig_embedding",
+           "make_figures", "save_figure", "bound_label", "bound_colors", "critic_style", "style", "WIDTH",
+           "DPI", "STYLE", "CRITIC_STYLES", "TRUTH", "LOG_K"]
+
+log = logging.getLogger(__name__)
+
+
+def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.DataFrame,
+                 summary: pd.DataFrame, staircase: pd.DataFrame,
+                 embeddings: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
+    """Every figure the given frames support, as PNG and PDF in ``out_dir``; figures without
+    data are skipped. Returns the files written (and logs which figures were made and which
+    skipped).
+
+    runs: every run row (``load_results``); traces: their traces (``load_traces``);
+    summary: ``stats.summarize(runs)`` of every run (the bias/sd figure takes the rows of the
+    cells without staircase runs); staircase: ``stats.staircase_summary(traces, runs)``;
+    embeddings: run_id -> (pc1, pc2, label) frame, one embedding figure each, named
+    ``embedding`` when there is one and ``embedding_<device>`` (else ``embedding_<run_id>``)
+    when there are several.
+    """
+    if runs.empty:
+        log.info("no runs: no figures")
+        return []
+    stair = staircase_runs(runs)
+    plain = runs[~runs.index.isin(stair.index)]
+    plain_summary = summary[~cells_of(summary, stair)]
+    jobs: list[tuple[str, Callable[[], Any]]] = []
+    for grid, d in plain.groupby("grid", sort=False):
+        jobs.append((f"training_{_slug(grid)}" if grid else "training", lambda d=d: fig_training(traces, d)))
+    jobs.append(("staircase", lambda: fig_staircase(traces, runs)))
+    jobs.append(("bias_sd", lambda: fig_bias_sd(plain_summary)))
+    jobs.append(("bias_sd_staircase", lambda: fig_bias_sd(staircase)))
+    jobs.append(("negatives", lambda: fig_negatives(runs)))
+    jobs.append(("throughput", lambda: fig_throughput(runs)))
+    embeddings = dict(embeddings or {})
+    by_id = runs.drop_duplicates("run_id", keep="last").set_index("run_id")
+    for run_id, emb in embeddings.items():
+        run = by_id.loc[run_id] if run_id in by_id.index else None
+        name = "embedding" if len(embeddings) == 1 or run is None else f"embedding_{_slug(run['device'])}"
+        if name in {j[0] for j in jobs}:
+            name = f"embedding_{_slug(run_id)}"
+        cls = "digit" if run is not None and run.get("family") == "paired_mnist" else "class"
+        jobs.append((name, lambda emb=emb, run=run, cls=cls: fig_embedding(emb, run=run, class_name=cls)))
+
+    written: list[Path] = []
+    made, skipped = [], []
+    for name, build in jobs:
+        try:
+            fig = build()
+        except (ValueError, KeyError) as exc:
+            skipped.append(f"{name} ({exc})")
+            continue
+        written += save_figure(fig, out_dir, name)
+        made.append(name)
+    log.info("figures made in %s: %s", out_dir, ", ".join(made) or "none")
+    if skipped:
+        log.info("figures skipped: %s", "; ".join(skipped))
+    return written

@@ -1,0 +1,198 @@
+"""Summary frames -> tables: display strings, Markdown, LaTeX, CSV and the plain text printed
+after ``mibench run``.
+
+Every table shows the same way (``display_table``): MI quantities in nats to 3 decimals,
+pairs/s as whole numbers, the bias CI as one "[low, high]" column, column names with units
+(``DISPLAY``), and identity columns that are the same in every row taken out into a caption.
+
+- ``to_markdown`` / ``to_latex`` / ``to_text``: that table as Markdown, a LaTeX ``table``, or
+  plain text for a terminal.
+- ``write_tables(summary, out_dir)``: OUT/STEM.{csv,md,tex} (the only I/O here).
+- ``run_table(runs)``: what ``mibench run`` prints: the per-cell summary of the runs it did.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from .stats import CELL_KEYS, summarize
+
+log = logging.getLogger(__name__)
+
+#: Display names, with units, for the columns ``write_tables`` writes (in this order).
+DISPLAY = {
+    "task": "task", "grid": "grid", "bound": "bound", "critic": "critic", "encoder": "encoder",
+    "n_negatives": "K", "batch_size": "B", "device": "device", "steps": "steps", "precision": "precision",
+    "level": "level",
+    "n_runs": "runs", "n_failed": "failed", "seeds": "seeds",
+    "mi_true": "true MI [nats]", "mean": "estimate [nats]", "bias": "bias [nats]",
+    "bias_ci_low": "bias 95% CI low [nats]", "bias_ci_high": "bias 95% CI high [nats]",
+    "sd": "sd over seeds [nats]", "mse": "MSE [nats^2]", "within_sd": "within-run sd [nats]",
+    "pairs_per_s": "pairs/s", "steps_per_s": "steps/s",
+}
+CI_COLUMN = "bias 95% CI [nats]"
+_IDENTITY = (*CELL_KEYS, "seeds")      # constant ones move to the caption
+#: Decimals shown: MI quantities to the millinat, throughput to whole pairs and tenths of steps.
+_DIGITS = {"mi_true": 3, "mean": 3, "bias": 3, "bias_ci_low": 3, "bias_ci_high": 3, "sd": 3, "mse": 3,
+           "within_sd": 3, "pairs_per_s": 0, "steps_per_s": 1}
+MISSING = "–"
+
+
+def _fmt(value: Any, digits: int) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return MISSING
+    if not math.isfinite(v):
+        return MISSING
+    return f"{v:,.0f}" if digits == 0 else f"{v:.{digits}f}"
+
+
+def _fmt_seeds(seeds: Any) -> str:
+    """(0, 1, 2, 3, 7, 8) -> "0-3,7,8": the seeds of a cell, three or more consecutive ones
+    as a range."""
+    if not isinstance(seeds, (tuple, list)) or not seeds:
+        return MISSING
+    parts: list[str] = []
+    start = prev = seeds[0]
+    for cur in [*seeds[1:], None]:
+        if cur is not None and cur == prev + 1:
+            prev = cur
+            continue
+        parts += [f"{start}-{prev}"] if prev - start >= 2 else [str(v) for v in range(start, prev + 1)]
+        start = prev = cur
+    return ",".join(parts)
+
+
+def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The table as printed, every cell a string.
+
+    Identity columns that take one value in every row are taken out and returned as a dict
+    (for a caption); MI quantities are shown in nats to 3 decimals, pairs/s as whole numbers;
+    the bootstrap CI is one "[low, high]" column; columns are renamed with their units
+    (``DISPLAY``); missing values (one run: no sd, no CI) show as "–"; a ``seeds`` column
+    (``summarize(..., seeds=True)``) shows as ranges, "0-4".
+    """
+    cols = [c for c in DISPLAY if c in summary]
+    view = summary[cols].copy()
+    constant: dict[str, Any] = {}
+    if len(view) > 1:
+        for c in _IDENTITY:
+            if c in view and view[c].nunique(dropna=False) == 1:
+                value = view[c].iloc[0]
+                constant[DISPLAY[c]] = _fmt_seeds(value) if c == "seeds" else value
+                view = view.drop(columns=c)
+    out = pd.DataFrame(index=view.index)
+    for c in view.columns:
+        if c in ("bias_ci_low", "bias_ci_high"):
+            if c == "bias_ci_low":
+                out[CI_COLUMN] = [MISSING if MISSING in (lo, hi) else f"[{lo}, {hi}]"
+                                  for lo, hi in zip(view["bias_ci_low"].map(lambda v: _fmt(v, 3)),
+                                                    view["bias_ci_high"].map(lambda v: _fmt(v, 3)))]
+            continue
+        if c in _DIGITS:
+            out[DISPLAY[c]] = view[c].map(lambda v, d=_DIGITS[c]: _fmt(v, d))
+        elif c == "seeds":
+            out[DISPLAY[c]] = view[c].map(_fmt_seeds)
+        else:
+            out[DISPLAY[c]] = view[c].map(lambda v: MISSING if v is None or (isinstance(v, float) and math.isnan(v))
+                                          else str(v))
+    return out.reset_index(drop=True), constant
+
+
+def _numeric_columns(view: pd.DataFrame) -> list[bool]:
+    """Right-align the columns that hold numbers (the identity columns K, B, steps too)."""
+    words = {"task", "grid", "bound", "critic", "encoder", "device"}
+    return [c not in words for c in view.columns]
+
+
+def _caption(constant: dict[str, Any]) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in constant.items())
+
+
+def _latex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                 ("^2", r"$^2$"), ("–", "--")):
+        text = text.replace(a, b)
+    return text
+
+
+def to_markdown(summary: pd.DataFrame) -> str:
+    """The display table (``display_table``) as Markdown, with the constant columns in a line above."""
+    view, constant = display_table(summary)
+    align = ["right" if num else "left" for num in _numeric_columns(view)]
+    text = view.to_markdown(index=False, disable_numparse=True, colalign=align)
+    note = _caption(constant)
+    return (f"{note}\n\n" if note else "") + text + "\n"
+
+
+def to_latex(summary: pd.DataFrame, caption: str = "") -> str:
+    """The display table as a LaTeX ``table`` (booktabs rules), constant columns in the caption."""
+    view, constant = display_table(summary)
+    fmt = "".join("r" if num else "l" for num in _numeric_columns(view))
+    view = view.rename(columns=lambda c: _latex_escape(str(c))).apply(lambda col: col.map(_latex_escape))
+    text = ", ".join(filter(None, [caption, _latex_escape(_caption(constant))]))
+    styler = view.style.hide(axis="index")
+    return styler.to_latex(hrules=True, caption=text or None, position="htbp", position_float="centering",
+                           column_format=fmt, environment="table") + "\n"
+
+
+def write_tables(summary: pd.DataFrame, out_dir: str | os.PathLike, stem: str = "summary",
+                 caption: str = "") -> list[Path]:
+    """Write ``summary`` as OUT/STEM.csv (every column, full precision, units in the names),
+    OUT/STEM.md and OUT/STEM.tex (``display_table``: rounded, constant columns in a caption).
+    Returns the three paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_view = summary.rename(columns={c: DISPLAY.get(c, c) for c in summary.columns})
+    paths = [out / f"{stem}.csv", out / f"{stem}.md", out / f"{stem}.tex"]
+    csv_view.to_csv(paths[0], index=False)
+    paths[1].write_text(to_markdown(summary), encoding="utf-8")
+    paths[2].write_text(to_latex(summary, caption), encoding="utf-8")
+    log.info("wrote %s", ", ".join(str(p) for p in paths))
+    return paths
+
+
+#: The columns ``to_text`` shows by default: a terminal is narrower than a page, so the CI,
+#: the MSE and steps/s are left to the written tables.
+TEXT_COLUMNS = (*CELL_KEYS, "level", "n_runs", "n_failed", "seeds", "mi_true", "mean", "bias", "sd", "within_sd",
+                "pairs_per_s")
+
+
+def to_text(summary: pd.DataFrame, columns: Sequence[str] = TEXT_COLUMNS) -> str:
+    """The display table (``display_table``) of ``columns`` as plain text for a terminal, with
+    the constant columns in a caption line above it."""
+    if len(summary) == 0:
+        return "(no cells)\n"
+    view, constant = display_table(summary[[c for c in summary.columns if c in columns]])
+    align = ["right" if num else "left" for num in _numeric_columns(view)]
+    text = view.to_markdown(index=False, tablefmt="simple", disable_numparse=True, colalign=align)
+    note = _caption(constant)
+    return (f"{note}\n\n" if note else "") + text + "\n"
+
+
+def run_table(runs: pd.DataFrame) -> str:
+    """What ``mibench run`` prints for the runs it did: their per-cell summary
+    (``summarize(runs, seeds=True)``) as ``to_text``, then one line per run whose status is not
+    "ok" (left out of the statistics) with its status and the first line of its error."""
+    text = to_text(summarize(runs, seeds=True))
+    bad = runs[runs["status"] != "ok"] if "status" in runs else runs.iloc[:0]
+    if len(bad):
+        text += f"\n{len(bad)} run(s) not ok, left out of the statistics:\n"
+        for _, r in bad.iterrows():
+            cell = ", ".join(f"{DISPLAY.get(k, k)} = {r[k]}" for k in ("bound", "critic", "n_negatives",
+                                                                       "batch_size", "device", "seed")
+                             if k in r and not _missing(r[k]))
+            error = [] if _missing(r.get("error")) else str(r.get("error")).strip().splitlines()
+            text += f"  {r.get('run_id', '?')} ({cell}): {r['status']}" + (f": {error[0]}" if error else "") + "\n"
+    return text
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
