@@ -271,9 +271,7 @@ def expand(preset: Preset, *, quick: bool = False, overrides: Mapping[str, Any] 
     whichever way that was given.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    unknown = sorted(set(overrides) - set(AXES) - TRAIN_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown override {unknown[0]!r}; allowed: {', '.join([*AXES, *sorted(TRAIN_KEYS)])}")
+    check_keys(overrides, {*AXES, *TRAIN_KEYS}, "overrides")
     budget = {"steps", "epochs"} & set(overrides)
     train = {k: v for k, v in preset.train.items() if not (budget and k in ("steps", "epochs"))}
     checker = _Checker()

@@ -41,6 +41,7 @@ glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is
 
 
 @glibc
+@pytest.mark.slow
 def test_large_buffers_come_from_the_heap():
     kept, mapped, idempotent = _probe()
     assert kept == "True" and idempotent == "True"
@@ -48,6 +49,7 @@ def test_large_buffers_come_from_the_heap():
 
 
 @glibc
+@pytest.mark.slow
 def test_default_allocator_maps_large_buffers():
     # the control: without the thresholds the same tensor is mmapped, so the probe can fail
     kept, mapped, _ = _probe(MIBENCH_MALLOC="default")
@@ -55,6 +57,7 @@ def test_default_allocator_maps_large_buffers():
 
 
 @glibc
+@pytest.mark.slow
 def test_users_malloc_settings_win():
     kept, _, _ = _probe(MALLOC_MMAP_THRESHOLD_="65536")
     assert kept == "False"

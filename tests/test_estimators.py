@@ -135,6 +135,7 @@ def train(bound, steps=500, critic="separable"):
 STEPS = {"flo": 1000}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bound", LOWER)
 def test_lower_bound_trains_close_to_truth(bound):
     """d = 5, I = 1 nat, 500 steps of batch 128 (about 2 s): held-out estimate within 0.15 nats."""
@@ -142,6 +143,7 @@ def test_lower_bound_trains_close_to_truth(bound):
     assert value == pytest.approx(TRAIN_TASK.mi, abs=0.15)
 
 
+@pytest.mark.slow
 def test_upper_bounds_stay_above_truth_after_training():
     assert train("club") > TRAIN_TASK.mi
     assert train("l1out") == pytest.approx(TRAIN_TASK.mi, abs=0.15)
@@ -214,6 +216,7 @@ def test_mine_cannot_be_batched():
                     n_negatives=3, generators=[gen(0)])
 
 
+@pytest.mark.slow
 def test_bf16_forward_trains_close_to_truth_with_a_float32_bound():
     """precision="bf16": the critic really runs in bfloat16 under autocast, the scores reach the
     bound as float32, and SMILE still lands within 0.15 nats of I = 1 after 500 steps."""

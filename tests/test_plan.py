@@ -121,6 +121,7 @@ def test_unknown_task_is_one_sentence(name, message, capsys):
     assert err.count("\n") == 1 and message in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_start_up_is_one_line_not_a_traceback(tmp_path):
     """SIGINT while the command is still importing torch: no traceback, exit status 130."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -77,6 +77,7 @@ def test_preset_found_by_name_and_from_an_installed_wheel_layout():
     assert any(d.name in ("tasks", "_presets") for d in presets.preset_dirs())
 
 
+@pytest.mark.slow
 def test_sweep_records_one_row_per_run_and_resumes(tmp_path):
     out = tmp_path / "out"
     df = sweep(tiny(tmp_path), out=out, progress=False)
@@ -100,6 +101,7 @@ def test_sweep_records_one_row_per_run_and_resumes(tmp_path):
     assert traces[0]["step"][:3] == [0, 5, 10]
 
 
+@pytest.mark.slow
 def test_killed_sweep_loses_nothing_and_resumes(tmp_path):
     """kill -9 in the middle of a sweep: finished rows stay loadable; a rerun does the rest."""
     out = tmp_path / "out"
@@ -240,12 +242,14 @@ def test_list_shows_truths(capsys):
         assert name in text
 
 
+@pytest.mark.slow
 def test_cli_main_module_runs_as_a_command(tmp_path):
     res = subprocess.run([sys.executable, "-m", "mibench.cli", "run", "--task", "nope"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.startswith("mibench: error: unknown task 'nope'")
 
 
+@pytest.mark.slow
 def test_batch_seeds_gives_one_row_per_seed_matching_unbatched_runs(tmp_path):
     plain = sweep(tiny(tmp_path), out=tmp_path / "a", progress=False)
     batched = sweep(tiny(tmp_path), out=tmp_path / "b", progress=False, overrides={"batch_seeds": True})
@@ -279,6 +283,7 @@ def test_recorded_reference_runs_keep_their_ids(name):
     assert recorded and recorded == expected
 
 
+@pytest.mark.slow
 def test_a_built_wheel_carries_the_presets(tmp_path):
     """Installed from a wheel (no checkout), `mibench list` still finds tasks/*.toml."""
     repo = Path(__file__).resolve().parents[1]

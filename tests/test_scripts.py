@@ -18,6 +18,7 @@ def _load():
     return module
 
 
+@pytest.mark.slow
 def test_device_speed_batched_group_writes_summed_throughput(tmp_path):
     out = tmp_path / "speed.json"
     threads = torch.get_num_threads()
