@@ -240,6 +240,9 @@ def _expand_grid(preset: Preset, grid: Mapping[str, Any], train: dict[str, Any],
                 raise ConfigError(f"bound {est.bound!r} cannot train as a batched model; "
                                   "run it with batch_seeds = false")
             ev = {"batches": 50, "batch_size": cell["batch_size"], **preset.eval}
+            for key, least in (("batches", 1), ("batch_size", 2)):
+                if isinstance(ev[key], bool) or not (isinstance(ev[key], int) and ev[key] >= least):
+                    raise ConfigError(f"[eval] {key} must be an integer >= {least}, got {ev[key]!r}")
             est.n_negatives(ev["batch_size"])
             steps, epochs = _budget(train, preset.family, params, cell["batch_size"], where)
         except ConfigError as exc:
@@ -248,7 +251,7 @@ def _expand_grid(preset: Preset, grid: Mapping[str, Any], train: dict[str, Any],
             preset=preset.name, grids=(str(grid.get("name", "")),), family=preset.family,
             task_params=tuple(sorted(params.items())), estimator=est, batch_size=cell["batch_size"],
             steps=steps, lr=options["lr"], device=cell["device"], seed=cell["seed"],
-            eval_batches=int(ev["batches"]), eval_batch_size=int(ev["batch_size"]),
+            eval_batches=ev["batches"], eval_batch_size=ev["batch_size"],
             log_every=options["log_every"], staircase=options["staircase"], epochs=epochs,
             save_model=options["save_model"], batch_seeds=options["batch_seeds"],
             precision=options["precision"])

@@ -36,6 +36,9 @@ def preset(tmp_path, grid: str, head: str = TINY_HEAD, steps: int = 20) -> str:
     ("[[grid]]\nstaircase = [1.0, -2.0]", "gaussian: mi must be a finite number of nats >= 0, got -2.0"),
     ("[[grid]]\nbounds = ['smile']\ntau = 0.0", "smile: tau must be > 0 (inf allowed), got 0.0"),
     ("[[grid]]\nbounds = ['mine']\nbatch_seeds = true", "bound 'mine' cannot train as a batched model"),
+    ("[[grid]]\nlr = '1e-3'", "lr must be a positive number, got '1e-3'"),
+    ("[[grid]]\nseeds = [0, -1]", "seeds must be non-negative integers, got -1"),
+    ("[[grid]]\nbatch_sizes = [32, 8]\nnegatives = [16]", "needs a batch of at least 17, got 8"),
 ])
 def test_every_value_of_every_axis_is_checked_before_any_run(tmp_path, capsys, grid, message):
     out = tmp_path / "out"
@@ -43,6 +46,13 @@ def test_every_value_of_every_axis_is_checked_before_any_run(tmp_path, capsys, g
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not out.exists()
+
+
+def test_bad_eval_values_are_named(tmp_path, capsys):
+    head = TINY_HEAD.replace("batches = 4", 'batches = "four"')
+    out = tmp_path / "out"
+    assert main(["run", "--task", preset(tmp_path, "[[grid]]\n", head=head), "--out", str(out), "--no-progress"]) == 2
+    assert "[eval] batches must be an integer >= 1, got 'four'" in capsys.readouterr().err and not out.exists()
 
 
 def test_a_staircase_needs_a_family_whose_mi_can_be_set(tmp_path):
@@ -122,13 +132,22 @@ def test_unknown_task_is_one_sentence(name, message, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="watches /proc for torch being loaded")
 def test_ctrl_c_during_start_up_is_one_line_not_a_traceback(tmp_path):
     """SIGINT while the command is still importing torch: no traceback, exit status 130."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "mibench", "run", "--task", "gaussian", "--quick",
                              "--out", str(tmp_path / "o"), "--no-progress"],
                             stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(0.6)                        # inside `import torch` (about 2 s on these machines)
+    maps = f"/proc/{proc.pid}/maps"
+    deadline = time.time() + 30
+    while time.time() < deadline:          # wait until torch's libraries are being mapped in
+        try:
+            if "libtorch" in open(maps).read():
+                break
+        except OSError:
+            pass
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err
