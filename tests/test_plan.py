@@ -138,7 +138,9 @@ def test_ctrl_c_during_start_up_is_one_line_not_a_traceback(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "mibench", "run", "--task", "gaussian", "--quick",
                              "--out", str(tmp_path / "o"), "--no-progress"],
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            # a shell that started us in the background may have left SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     maps = f"/proc/{proc.pid}/maps"
     deadline = time.time() + 30
     while time.time() < deadline:          # wait until torch's libraries are being mapped in
