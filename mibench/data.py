@@ -7,7 +7,6 @@ import logging
 import os
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from .interface import DataNotFoundError

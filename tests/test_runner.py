@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from mibench import bounds as B
 from mibench.cli import main
 from mibench.plan import expand
 from mibench.presets import load_preset
-from mibench.results import RUNS_FILE, append_jsonl, load_results, load_rows
+from mibench.results import RUNS_FILE, load_results, load_rows
 from mibench.stats import summarize
 from mibench.runner import sweep
 
