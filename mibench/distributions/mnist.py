@@ -92,7 +92,7 @@ class PairedImages:
     def load(self) -> None:
         self._data
 
-    @property
+    @functools.cached_property
     def _data(self) -> _Split:
         return _split_on(self.dataset, self.split, self.root, self.device)
 
