@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 
 
 def run(task: str = "gaussian", **kwargs):
-    """Run a preset sweep; see ``mibench.runner.sweep`` for the arguments. Returns a DataFrame."""
-    from .runner import sweep
+    """Run a preset sweep; see ``mibench.executors.sweep`` for the arguments. Returns a DataFrame."""
+    from .executors import sweep
 
     return sweep(task, **kwargs)
 

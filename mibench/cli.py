@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from .executors import EXECUTORS
 from .interface import PRECISIONS, ConfigError
 
 
@@ -63,16 +64,22 @@ def _positive_int(v: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .executors import sweep
     from .results import default_out_dir
-    from .runner import sweep
     from .tables import run_table
 
     overrides = {"bounds": args.bounds, "critics": args.critics, "negatives": args.negatives,
                  "batch_sizes": args.batch_sizes, "devices": args.devices, "seeds": args.seeds,
                  "steps": args.steps, "epochs": args.epochs, "batch_seeds": args.batch_seeds or None,
                  "precision": args.precision}
+    executor = {"workers": args.workers, "wait": False if args.no_wait else None, "partition": args.partition,
+                "time_min": args.time_min, "gpus": args.gpus, "mem_gb": args.mem_gb, "cpus": args.cpus,
+                "job_minutes": args.job_minutes}
     df = sweep(args.task, quick=args.quick, out=args.out, force=args.force, data_dir=args.data_dir,
-               threads=args.threads, progress=not args.no_progress, overrides=overrides)
+               threads=args.threads, progress=not args.no_progress, overrides=overrides,
+               executor=args.executor, executor_options={k: v for k, v in executor.items() if v is not None})
+    if args.no_wait:
+        return 0
     if len(df) == 0:
         print("no runs: the preset's grids are empty")
         return 1
@@ -81,6 +88,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{len(df)} runs in {out}/runs.jsonl (MI in nats; estimate = mean over seeds of the held-out estimate, "
           "within-run sd = its spread over held-out batches; `mibench report` for the full tables)")
     return 0 if (df["status"] != "error").all() else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .executors import status
+
+    print(status(args.dir))
+    return 0
 
 
 def _quiet_font_subsetting() -> None:
@@ -153,8 +167,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", choices=PRECISIONS,
                      help="training forward pass: fp32 (default) or bf16 autocast (pays on GPUs)")
     run.add_argument("--force", action="store_true", help="redo runs already recorded")
+    ex = run.add_argument_group("executors (README: Running on a cluster)")
+    ex.add_argument("--executor", default="inline", choices=EXECUTORS,
+                    help="inline (this process), local (worker processes), slurm (submitit job arrays); "
+                         "submitit-local / submitit-debug run those jobs here")
+    ex.add_argument("--workers", type=_positive_int, help="local: worker processes (default: the cores available)")
+    ex.add_argument("--no-wait", action="store_true", help="start or submit the work and return; "
+                    "`mibench status DIR` follows it")
+    ex.add_argument("--partition", help="SLURM partition (else the preset's [slurm] table, else the cluster's default)")
+    ex.add_argument("--time-min", type=_positive_int, help="SLURM time limit of one job, minutes (default 60)")
+    ex.add_argument("--gpus", type=int, help="SLURM GPUs per job (default 0)")
+    ex.add_argument("--mem-gb", type=float, help="SLURM memory per job, GB")
+    ex.add_argument("--cpus", type=_positive_int, help="SLURM CPUs per job = torch threads (default 1)")
+    ex.add_argument("--job-minutes", type=float, help="SLURM: pack short runs into jobs of about this long (default 20)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="planned, done, failed and running runs of a results folder")
+    status.add_argument("dir", help="a results folder")
+    status.set_defaults(func=cmd_status)
 
     report = sub.add_parser("report", help="bias/variance/MSE tables and figures of one results folder")
     report.add_argument("dir", help="a results folder (holding runs.jsonl)")

@@ -37,8 +37,11 @@ _state: dict[str, bool] = {}
 
 def default_threads() -> int:
     """One torch thread per run on small machines (2 threads on a shared 2-core box can be an
-    order of magnitude slower than 1), half the cores on larger ones, at most 8."""
-    cores = os.cpu_count() or 1
+    order of magnitude slower than 1), half the cores on larger ones, at most 8. Cores are those
+    this process may use (SLURM's allocation, the CPU affinity), not the machine's."""
+    from .executors import available_cores
+
+    cores = available_cores()
     return 1 if cores <= 2 else min(8, cores // 2)
 
 

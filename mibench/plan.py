@@ -343,15 +343,17 @@ class Plan:
 
 
 def plan_sweep(task: str | Preset, *, quick: bool = False, overrides: Mapping[str, Any] | None = None,
-               out: str | Path | None = None, force: bool = False) -> Plan:
+               out: str | Path | None = None, force: bool = False, here: bool = True) -> Plan:
     """Expand ``task`` (a preset name, path or Preset) and subtract the runs ``out`` holds.
 
+    ``here``: the runs will execute on this machine, so runs on devices absent here are left
+    out (with a warning). A cluster executor plans with ``here=False``: its workers decide.
     Raises ConfigError for any bad value, and when no device of the sweep is present here.
     """
     preset = task if isinstance(task, Preset) else load_preset(task)
     specs = expand(preset, quick=quick, overrides=overrides)
     absent: dict[str, int] = {}
-    for s in specs:
+    for s in specs if here else []:
         if not device_available(s.device):
             absent[s.device] = absent.get(s.device, 0) + 1
     if specs and len(absent) == len({s.device for s in specs}):

@@ -30,7 +30,8 @@ AXES = {"bounds": "bound", "critics": "critic", "negatives": "negatives",
 TRAIN_KEYS = {"steps", "epochs", "batch_size", "lr", "log_every", "staircase", "save_model", "batch_seeds",
               "precision"}
 EVAL_KEYS = {"batches", "batch_size"}
-TOP_KEYS = {"name", "description", "task", "estimator", "train", "eval", "grid", "quick"}
+TOP_KEYS = {"name", "description", "task", "estimator", "train", "eval", "grid", "quick", "slurm"}
+SLURM_KEYS = {"partition", "time_min", "gpus", "mem_gb", "cpus", "job_minutes", "array_parallelism", "extra"}
 
 
 def estimator_keys() -> set[str]:
@@ -54,6 +55,7 @@ class Preset:
     eval: dict[str, Any]
     grids: list[dict[str, Any]]
     quick: list[dict[str, Any]] = field(default_factory=list)
+    slurm: dict[str, Any] = field(default_factory=dict)     # defaults of the SLURM executor
 
     @property
     def family(self) -> str:
@@ -130,6 +132,8 @@ def load_preset(name: str) -> Preset:
     check_keys(train, TRAIN_KEYS, f"{where} [train]")
     evaluation = dict(data.get("eval", {}))
     check_keys(evaluation, EVAL_KEYS, f"{where} [eval]")
+    slurm = dict(data.get("slurm", {}))
+    check_keys(slurm, SLURM_KEYS, f"{where} [slurm]")
     tables = {}
     for kind, default in (("grid", [{}]), ("quick", [])):
         value = data.get(kind, default)
@@ -140,4 +144,4 @@ def load_preset(name: str) -> Preset:
             check_keys(g, grid_keys(), f"{where} [[{kind}]] #{i + 1}")
         tables[kind] = list(value)
     return Preset(data.get("name", path.stem), path, data.get("description", ""), task, estimator,
-                  train, evaluation, tables["grid"], tables["quick"])
+                  train, evaluation, tables["grid"], tables["quick"], slurm)

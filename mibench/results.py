@@ -1,8 +1,9 @@
-"""Append-only JSONL store of run rows and their traces; ``load_results`` reads it as a DataFrame.
+"""Run rows: their schema (``RunRow``) and how a results folder is read.
 
-Each run is one line written with a single ``write`` and flushed to disk, so an interrupted
-sweep (Ctrl-C, kill -9) keeps every finished run. At worst the last line is cut short; readers
-skip such a line with a warning and the next append starts on a fresh line.
+A results folder holds ``runs.jsonl`` and ``traces.jsonl`` (a line per run) and ``pending/``, a
+file per finished run that has not been merged into them yet (``mibench.store`` writes both).
+Readers see both. A line that does not parse, or is not a run row with its required fields, is
+reported once (file and line) and skipped; a row without its required fields is not finished.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 2
 RUNS_FILE = "runs.jsonl"
 TRACES_FILE = "traces.jsonl"
+PENDING_DIR = "pending"         # finished runs not yet merged into runs.jsonl, a file each
 FINISHED = ("ok", "diverged")   # statuses a resumed sweep does not redo; "error" runs are retried
+REQUIRED = ("run_id", "status")                  # a row without these is skipped
+REQUIRED_FINISHED = ("mi_true", "mi_estimate")   # ... and a finished one also needs these
 
 
 def default_out_dir(preset: str) -> Path:
@@ -84,6 +88,9 @@ class RunRow:
     train_s: float | None = None
     batched_models: int | None = None
     peak_mem_mb: float | None = None
+    record_id: str | None = None   # one training attempt: merges skip a record already merged
+    worker: str | None = None      # host:pid that trained it
+    sweep_id: str | None = None    # the sweep (one planning) it was trained in
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,27 +142,87 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+_warned: set[tuple[str, int]] = set()
+
+
+def _warn_once(path: Path, number: int, what: str) -> None:
+    if (str(path), number) not in _warned:
+        _warned.add((str(path), number))
+        log.warning("%s:%d: skipping %s", path, number, what)
+
+
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a JSONL file, skipping (with a warning) lines that do not parse."""
-    if not path.exists():
+    """The records of a JSONL file, skipping (with a warning, once) lines that do not parse."""
+    for _, record in _numbered(path):
+        yield record
+
+
+def _numbered(path: Path) -> Iterator[tuple[int, Any]]:
+    if not path.is_file():
         return
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                yield number, json.loads(line)
             except json.JSONDecodeError:
-                log.warning("%s:%d: skipping a broken line (an interrupted write)", path, number)
+                _warn_once(path, number, "a broken line (an interrupted write)")
+
+
+def pending_records(out_dir: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
+    """Finished runs written as records of their own and not yet merged into runs.jsonl
+    (``mibench.store``), oldest first: (path, {"row": ..., "trace": ...})."""
+    folder = Path(out_dir) / PENDING_DIR
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in sorted(folder.glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name)):
+        try:
+            out.append((path, json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, json.JSONDecodeError):          # renamed away by a merge, or foreign
+            continue
+    return out
+
+
+def _problem(row: Any) -> str | None:
+    """Why ``row`` is not a usable run row, or None."""
+    if not isinstance(row, dict):
+        return "a line that is not a run row (not an object)"
+    missing = [k for k in REQUIRED if k not in row]
+    if row.get("status") in FINISHED:
+        missing += [k for k in REQUIRED_FINISHED if k not in row]
+    if missing or not isinstance(row.get("run_id"), str):
+        return f"a run row without {', '.join(missing) or 'a string run_id'}"
+    return None
+
+
+def iter_rows(out_dir: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Every valid row of DIR: runs.jsonl in order, then the pending records. Rows that are not
+    valid are reported once (file and line) and skipped."""
+    path = Path(out_dir) / RUNS_FILE
+    for number, row in _numbered(path):
+        problem = _problem(row)
+        if problem:
+            _warn_once(path, number, problem)
+            continue
+        yield row
+    for record_path, record in pending_records(out_dir):
+        row = record.get("row") if isinstance(record, dict) else None
+        problem = _problem(row)
+        if problem:
+            _warn_once(record_path, 1, problem)
+            continue
+        yield row
 
 
 def load_rows(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The latest row of each run_id in DIR/runs.jsonl, in the order first recorded."""
+    """One row per run_id of DIR, in the order first recorded: the latest, except that an error
+    row never hides an earlier finished ("ok" or "diverged") row of the same run."""
     latest: dict[str, dict[str, Any]] = {}
-    path = Path(out_dir) / RUNS_FILE
-    for row in read_jsonl(path):
-        if not isinstance(row, dict) or not isinstance(row.get("run_id"), str):
-            log.warning("%s: skipping a line that is not a run row", path)
+    for row in iter_rows(out_dir):
+        prev = latest.get(row["run_id"])
+        if prev is not None and prev["status"] in FINISHED and row["status"] not in FINISHED:
             continue
         latest[row["run_id"]] = row
     return list(latest.values())
@@ -184,7 +251,11 @@ def load_traces(out_dir: str | os.PathLike):
     import pandas as pd
 
     frames = []
-    for rec in read_jsonl(Path(out_dir) / TRACES_FILE):
+    records = [r for r in read_jsonl(Path(out_dir) / TRACES_FILE) if isinstance(r, dict)]
+    records += [r["trace"] for _, r in pending_records(out_dir) if isinstance(r.get("trace"), dict)]
+    for rec in records:
+        if not {"run_id", "step", "estimate", "mi_true"} <= set(rec):
+            continue
         frames.append(pd.DataFrame({"run_id": rec["run_id"], "step": rec["step"],
                                     "estimate": rec["estimate"], "mi_true": rec["mi_true"]}))
     if not frames:

@@ -18,6 +18,7 @@ import platform
 import sys
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -32,6 +33,7 @@ from .estimators import TransformedEstimator, estimator_for
 from .interface import ConfigError, HasLabels, NeedsData, Task, level_of_step
 from .plan import Plan, RunSpec, plan_sweep, upgrade_row
 from .results import RUNS_FILE, TRACES_FILE, RunRow, append_jsonl, git_commit, load_rows, to_frame
+from .store import worker_name
 from .train import FitResult, evaluate, fit, fit_batched
 
 log = logging.getLogger(__name__)
@@ -139,9 +141,31 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+def _reset_peak_mem(device: torch.device) -> None:
+    """Start a run's memory peak: the GPU's allocator peak, or on Linux the process's resident
+    peak (VmHWM, reset through /proc/self/clear_refs), so each run reports its own peak."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    elif sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+
+
 def _peak_mem_mb(device: torch.device) -> float:
+    """The peak since ``_reset_peak_mem``: allocated GPU memory, or resident memory (which
+    includes what the process held before the run, e.g. a data set already loaded)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     if sys.platform.startswith("linux"):
         import resource
 
@@ -149,7 +173,7 @@ def _peak_mem_mb(device: torch.device) -> float:
     return math.nan
 
 
-def make_row(spec: RunSpec, *, wall_s: float, measured: Mapping[str, Any]) -> RunRow:
+def make_row(spec: RunSpec, *, wall_s: float, measured: Mapping[str, Any], sweep_id: str | None = None) -> RunRow:
     """The one place a row is made: the spec's fields, then what the run measured (or its error)."""
     est, bound = spec.estimator, BOUNDS[spec.estimator.bound]
     return RunRow(
@@ -160,10 +184,10 @@ def make_row(spec: RunSpec, *, wall_s: float, measured: Mapping[str, Any]) -> Ru
         steps=spec.steps, epochs=spec.epochs, lr=spec.lr, staircase=list(spec.staircase),
         precision=spec.precision, spec=spec.to_dict(), wall_s=wall_s, threads=torch.get_num_threads(),
         versions=_versions(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_commit=git_commit(),
-        **measured)
+        record_id=uuid.uuid4().hex[:16], worker=worker_name(), sweep_id=sweep_id, **measured)
 
 
-def run_group(specs: list[RunSpec], session: Session) -> list[tuple[RunRow, dict]]:
+def run_group(specs: list[RunSpec], session: Session, sweep_id: str | None = None) -> list[tuple[RunRow, dict]]:
     """Build, train and evaluate runs that differ only in their seed (one run, unless they ask
     for ``batch_seeds``). Returns a (row, trace) per run; never raises for a failing run."""
     device = torch.device(specs[0].device)
@@ -171,8 +195,7 @@ def run_group(specs: list[RunSpec], session: Session) -> list[tuple[RunRow, dict
     traces = [{"run_id": s.run_id, "step": [], "estimate": [], "mi_true": []} for s in specs]
     try:
         built = build(specs, session)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        _reset_peak_mem(device)
         fits = train(specs, built, session.progress)
         truth, truth_train = built.heldout.ground_truth(), built.levels[-1].ground_truth()
         measured = []
@@ -197,53 +220,4 @@ def run_group(specs: list[RunSpec], session: Session) -> list[tuple[RunRow, dict
         failed = dict(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=4))
         measured = [failed] * len(specs)
     wall_s = (time.perf_counter() - t0) / len(specs)
-    return [(make_row(s, wall_s=wall_s, measured=m), t) for s, m, t in zip(specs, measured, traces)]
-
-
-# --------------------------------------------------------------------------------------------
-# A whole plan
-
-
-def execute(plan: Plan, *, data_dir: str | None = None, threads: int | None = None,
-            progress: bool = True) -> None:
-    """Run every group of the plan in this process, appending each finished run to the plan's
-    results folder (its trace first: a row means "finished")."""
-    for device, n in plan.absent.items():
-        log.warning("device %s not available here; skipping its %d runs", device, n)
-    if plan.n_done:
-        log.warning("%d of %d runs already in %s; running the other %d (--force redoes them)",
-                    plan.n_done, len(plan.specs), plan.out_dir / RUNS_FILE, plan.n_todo)
-    if not plan.todo:
-        return
-    session = Session(data_dir, plan.out_dir, progress)
-    session.load_data([g[0] for g in plan.todo])
-    torch.set_num_threads(threads or default_threads())
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=plan.n_todo, desc=plan.preset.name, unit="run", dynamic_ncols=True, disable=None)
-    for group in plan.todo:
-        for row, trace in run_group(group, session):
-            append_jsonl(plan.out_dir / TRACES_FILE, trace)
-            append_jsonl(plan.out_dir / RUNS_FILE, row.to_dict())
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(last=f"{row.bound} {row.mi_estimate or math.nan:.3f}/{row.mi_true or math.nan:.3f}")
-    if bar is not None:
-        bar.close()
-
-
-def sweep(task: str = "gaussian", *, quick: bool = False, out: str | os.PathLike | None = None,
-          force: bool = False, data_dir: str | None = None, threads: int | None = None,
-          progress: bool = True, overrides: Mapping[str, Any] | None = None):
-    """Plan a preset's sweep, run what ``out`` does not hold yet, and return the sweep's rows
-    (those of its runs on the devices present, old and new) as a pandas DataFrame.
-
-    ``overrides``: bounds, critics, negatives, batch_sizes, devices, seeds (lists), steps or
-    epochs (numbers), batch_seeds (bool) and precision, replacing the preset's values.
-    """
-    plan = plan_sweep(task, quick=quick, overrides=overrides, out=out, force=force)
-    execute(plan, data_dir=data_dir, threads=threads, progress=progress)
-    ids = {s.run_id for s in plan.specs}
-    return to_frame([r for r in map(upgrade_row, load_rows(plan.out_dir)) if r["run_id"] in ids])
+    return [(make_row(s, wall_s=wall_s, measured=m, sweep_id=sweep_id), t) for s, m, t in zip(specs, measured, traces)]

@@ -11,7 +11,7 @@ from conftest import TINY_HEAD
 from mibench.bounds import BOUNDS, MINE
 from mibench.distributions import TASK_FAMILIES
 from mibench.nets import CRITICS
-from mibench.runner import sweep
+from mibench.executors import sweep
 from mibench.testing import check_bound, check_task
 
 

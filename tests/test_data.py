@@ -14,7 +14,7 @@ from conftest import REPO
 from mibench import data
 from mibench.cli import main
 from mibench.interface import DataNotFoundError
-from mibench.runner import sweep
+from mibench.executors import sweep
 
 # ---------------------------------------------------------------------------------------------
 # The data root: --data-dir, then $MIBENCH_DATA_DIR, then the per-user cache

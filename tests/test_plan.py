@@ -18,7 +18,7 @@ from mibench.interface import ConfigError
 from mibench.plan import RunSpec, expand, plan_sweep, upgrade_row
 from mibench.presets import load_preset
 from mibench.results import RUNS_FILE, SCHEMA_VERSION, load_rows
-from mibench.runner import sweep
+from mibench.executors import sweep
 
 
 def preset(tmp_path, grid: str, head: str = TINY_HEAD, steps: int = 20) -> str:

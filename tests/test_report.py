@@ -420,7 +420,7 @@ def test_save_figure_writes_png_and_pdf(tmp_path):
 
 
 def test_sweep_then_report_writes_tables_and_figures(tmp_path, capsys, monkeypatch):
-    from mibench.runner import sweep
+    from mibench.executors import sweep
 
     monkeypatch.setattr(F.style, "FORMATS", ("png",))  # PDFs: test_save_figure_writes_png_and_pdf
     preset = tmp_path / "tiny.toml"
@@ -576,7 +576,7 @@ def test_run_command_prints_the_cell_table(monkeypatch, capsys):
         seen.update(task=task, **kwargs)
         return run_rows()
 
-    monkeypatch.setitem(sys.modules, "mibench.runner", types.SimpleNamespace(sweep=sweep))
+    monkeypatch.setitem(sys.modules, "mibench.executors", types.SimpleNamespace(sweep=sweep, Options=lambda *a, **k: None))
     assert main(["run", "--task", "tiny", "--out", "somewhere"]) == 1
     printed = capsys.readouterr().out
     assert seen["task"] == "tiny"

@@ -20,7 +20,7 @@ from mibench.plan import expand
 from mibench.presets import load_preset
 from mibench.results import RUNS_FILE, load_results, load_rows
 from mibench.stats import summarize
-from mibench.runner import sweep
+from mibench.executors import sweep
 
 TINY = TINY_HEAD + """
 [[grid]]

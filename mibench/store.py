@@ -1,0 +1,281 @@
+"""Writing a results folder safely with many writers (processes, machines on a shared filesystem).
+
+* A finished run is written as a record of its own, ``pending/RUN_ID-RECORD_ID.json``: to a
+  temporary name, flushed, then renamed, so a record is whole or absent, whoever is killed when.
+* ``merge()`` appends pending records to ``runs.jsonl`` / ``traces.jsonl`` (each trace before
+  its row) and deletes them, under a lock file that one merger holds at a time. A record whose
+  ``record_id`` is already in ``runs.jsonl`` (a merge killed before deleting it) is only deleted.
+* ``claim(run_id)`` creates ``claims/RUN_ID`` with O_EXCL, naming the worker; the holder's
+  heartbeat keeps its mtime fresh. A claim whose process is gone (same host) or whose heartbeat
+  is older than ``STALE_S`` is taken over, by renaming it away first, so two takers cannot both
+  win. Concurrent drivers and workers therefore never train the same run twice.
+* Every write failure (no space, read-only, a file where a folder should be) becomes a
+  ``StoreError``: one line naming the path and the cause (the CLI exits 2), nothing half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+from .interface import ConfigError
+from .results import FINISHED, PENDING_DIR, RUNS_FILE, TRACES_FILE, _clean, _problem, pending_records, read_jsonl
+
+CLAIMS_DIR = "claims"
+LOCK_FILE = "merge.lock"
+HEARTBEAT_S = 30.0          # a claim holder touches its claim this often
+STALE_S = 300.0             # a claim (or merge lock) untouched this long is abandoned
+
+
+class StoreError(ConfigError):
+    """The results folder cannot be written: one line naming the path and the cause."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn an OSError while writing ``path`` into a StoreError that names it."""
+    try:
+        yield
+    except OSError as exc:
+        cause = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise StoreError(f"cannot write {exc.filename or path}: {cause}") from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with _writing(tmp):
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _alive(owner: str) -> bool:
+    """Whether the process ``host:pid`` may still run (always True for another host)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Claim:
+    """A held claim on a run; ``heartbeat`` runs in a thread until ``release``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
+
+    def release(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+    def __enter__(self) -> "Claim":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class Store:
+    """The results folder ``out_dir`` as many writers see it."""
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.dir = Path(out_dir)
+        self.pending = self.dir / PENDING_DIR
+        self.claims = self.dir / CLAIMS_DIR
+
+    # ---------------------------------------------------------------- before any training
+    def check_writable(self) -> None:
+        """Create the folder and write, flush and delete a probe file in each subfolder the
+        store writes; a StoreError names the first that fails."""
+        if self.dir.exists() and not self.dir.is_dir():
+            raise StoreError(f"cannot write results to {self.dir}: it is a file, not a folder")
+        for folder in (self.dir, self.pending, self.claims):
+            with _writing(folder):
+                folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".probe-{uuid.uuid4().hex[:8]}"
+            _write_atomic(probe, "x" * 4096)
+            probe.unlink()
+
+    # ---------------------------------------------------------------- claims
+    def claim(self, run_id: str) -> Claim | None:
+        """Claim a run for this process, or None when a live worker holds it."""
+        path = self.claims / run_id
+        for _ in range(3):
+            try:
+                with _writing(path):
+                    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except StoreError:
+                if not path.exists():
+                    raise
+                if not self._stale(path):
+                    return None
+                with contextlib.suppress(OSError):        # only one taker wins the rename
+                    os.replace(path, path.with_name(f".{run_id}.stale-{uuid.uuid4().hex[:8]}"))
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps({"worker": worker_name(), "since": time.time()}))
+            return Claim(path)
+        return None
+
+    def _stale(self, path: Path) -> bool:
+        try:
+            age = time.time() - path.stat().st_mtime
+            owner = json.loads(path.read_text() or "{}").get("worker", "")
+        except (OSError, ValueError):
+            return False                     # being written or released right now: look again later
+        return age > STALE_S or (bool(owner) and not _alive(owner))
+
+    def running(self) -> dict[str, str]:
+        """{run_id: worker} of the claims held by live workers."""
+        out = {}
+        for path in self.claims.glob("*") if self.claims.is_dir() else []:
+            if path.name.startswith("."):
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                if not self._stale(path):
+                    out[path.name] = json.loads(path.read_text()).get("worker", "?")
+        return out
+
+    # ---------------------------------------------------------------- records
+    def put(self, row: dict[str, Any], trace: dict[str, Any]) -> Path:
+        """Write one finished run as its own record, atomically."""
+        with _writing(self.pending):
+            self.pending.mkdir(parents=True, exist_ok=True)
+        path = self.pending / f"{row['run_id']}-{row['record_id']}.json"
+        _write_atomic(path, json.dumps(_clean({"row": row, "trace": trace}), sort_keys=True))
+        return path
+
+    @contextlib.contextmanager
+    def _merge_lock(self) -> Iterator[bool]:
+        lock = self.dir / LOCK_FILE
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if self._stale(lock):
+                with contextlib.suppress(OSError):
+                    os.replace(lock, self.dir / f".{LOCK_FILE}.stale-{uuid.uuid4().hex[:8]}")
+            yield False
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot write {lock}: {os.strerror(exc.errno or errno.EIO)}") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"worker": worker_name(), "since": time.time()}))
+        try:
+            yield True
+        finally:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+
+    def merge(self) -> int:
+        """Move the pending records into runs.jsonl and traces.jsonl; returns how many were
+        merged (0 when another process holds the merge, which will merge them instead)."""
+        records = pending_records(self.dir)
+        if not records:
+            return 0
+        with self._merge_lock() as held:
+            if not held:
+                return 0
+            records = pending_records(self.dir)            # what is there now that we hold it
+            merged = {r.get("record_id") for r in read_jsonl(self.dir / RUNS_FILE)
+                      if isinstance(r, dict) and r.get("record_id")}
+            new = [rec for _, rec in records if rec.get("row", {}).get("record_id") not in merged]
+            if new:
+                self._append(self.dir / TRACES_FILE, [rec["trace"] for rec in new if "trace" in rec])
+                self._append(self.dir / RUNS_FILE, [rec["row"] for rec in new])
+            for path, _ in records:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            return len(new)
+
+    def _append(self, path: Path, records: list[dict[str, Any]]) -> None:
+        """Append records as lines with one write, flushed, starting on a fresh line."""
+        text = "".join(json.dumps(_clean(r), sort_keys=True) + "\n" for r in records)
+        with _writing(path):
+            with open(path, "ab+") as f:
+                f.seek(0, os.SEEK_END)
+                if f.tell() > 0:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":      # a merge killed mid-line left it unfinished
+                        text = "\n" + text
+                f.write(text.encode())
+                f.flush()
+                os.fsync(f.fileno())
+
+
+class FinishedIndex:
+    """The run ids a folder holds a finished row for (runs.jsonl and pending records), kept up
+    to date cheaply: runs.jsonl is read from where the last look stopped. With ``sweep_id``,
+    only rows of that sweep count (``--force`` redoes runs finished before it)."""
+
+    def __init__(self, out_dir: str | os.PathLike, sweep_id: str | None = None):
+        self.dir, self.sweep_id = Path(out_dir), sweep_id
+        self._ids: set[str] = set()
+        self._offset = 0
+
+    def _counts(self, row: Any) -> bool:
+        return (_problem(row) is None and row["status"] in FINISHED
+                and (self.sweep_id is None or row.get("sweep_id") == self.sweep_id))
+
+    def _read_runs(self) -> None:
+        path = self.dir / RUNS_FILE
+        try:
+            with open(path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except OSError:
+            return
+        end = chunk.rfind(b"\n") + 1                 # complete lines only
+        for line in chunk[:end].splitlines():
+            with contextlib.suppress(ValueError):
+                row = json.loads(line)
+                if self._counts(row):
+                    self._ids.add(row["run_id"])
+        self._offset += end
+
+    def finished(self, run_id: str) -> bool:
+        """Whether run_id has a finished row now (pending records looked at first, then
+        runs.jsonl, so a merge moving a record in between is seen)."""
+        if run_id in self._ids:
+            return True
+        for path in self.dir.joinpath(PENDING_DIR).glob(f"{run_id}-*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                if self._counts(json.loads(path.read_text()).get("row")):
+                    self._ids.add(run_id)
+                    return True
+        self._read_runs()
+        return run_id in self._ids
+
+    def count(self, run_ids: list[str]) -> int:
+        return sum(self.finished(r) for r in run_ids)
