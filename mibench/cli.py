@@ -74,11 +74,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                  "precision": args.precision}
     executor = {"workers": args.workers, "wait": False if args.no_wait else None, "partition": args.partition,
                 "time_min": args.time_min, "gpus": args.gpus, "mem_gb": args.mem_gb, "cpus": args.cpus,
-                "job_minutes": args.job_minutes}
+                "job_minutes": args.job_minutes, "dry_run": args.dry_run or None}
     df = sweep(args.task, quick=args.quick, out=args.out, force=args.force, data_dir=args.data_dir,
                threads=args.threads, progress=not args.no_progress, overrides=overrides,
                executor=args.executor, executor_options={k: v for k, v in executor.items() if v is not None})
-    if args.no_wait:
+    if args.no_wait or args.dry_run:
         return 0
     if len(df) == 0:
         print("no runs: the preset's grids are empty")
@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--gpus", type=int, help="SLURM GPUs per job (default 0)")
     ex.add_argument("--mem-gb", type=float, help="SLURM memory per job, GB")
     ex.add_argument("--cpus", type=_positive_int, help="SLURM CPUs per job = torch threads (default 1)")
+    ex.add_argument("--dry-run", action="store_true", help="show the plan (and, for slurm, the sbatch script); "
+                    "train nothing")
     ex.add_argument("--job-minutes", type=float, help="SLURM: pack short runs into jobs of about this long (default 20)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)

@@ -142,7 +142,8 @@ class Options:
     cpus: int = 1                           # SLURM CPUs per task (= torch threads)
     job_minutes: float = 20.0               # SLURM: chunk short runs into jobs of about this long
     array_parallelism: int = 256
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)   # more sbatch options, e.g. {"account": "x"}
+    dry_run: bool = False                   # plan and show what would run; train nothing
 
     def __post_init__(self):
         if self.executor not in EXECUTORS:
@@ -196,7 +197,16 @@ def _local(order: WorkOrder, opts: Options, out_dir: Path) -> None:
             lines = (out_dir / LOGS_DIR / f"{order.sweep_id}-{i}.log").read_text().strip().splitlines()
             failed.append(lines[-1] if lines else f"exit status {p.returncode}")
     if failed:
-        raise ConfigError(f"{len(failed)} of {n} workers failed; the first said: {failed[0]}")
+        from .plan import RunSpec
+        from .store import FinishedIndex
+
+        ids = [RunSpec.from_dict(d).run_id for g in order.groups for d in g]
+        left = len(ids) - FinishedIndex(out_dir, order.sweep_id if order.force else None).count(ids)
+        if left:
+            raise ConfigError(f"{len(failed)} of {n} workers failed and {left} runs are unfinished; "
+                              f"the first said: {failed[0]}")
+        log.warning("%d of %d workers failed (the others finished their runs); the first said: %s",
+                    len(failed), n, failed[0])
 
 
 def _follow(order: WorkOrder, out_dir: Path, alive) -> None:
@@ -276,6 +286,20 @@ def submitit_executor(order: WorkOrder, opts: Options, out_dir: Path):
     return executor
 
 
+def sbatch_script(opts: Options, out_dir: Path, n_jobs: int) -> str:
+    """The sbatch script submitit writes for an array of ``n_jobs`` jobs with these options."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params: dict[str, Any] = {"time": int(opts.time_min), "cpus_per_task": int(opts.cpus),
+                              "array_parallelism": opts.array_parallelism, "map_count": n_jobs,
+                              "job_name": "mibench", "partition": opts.partition,
+                              "gpus_per_node": int(opts.gpus) or None,
+                              "mem": f"{opts.mem_gb:g}GB" if opts.mem_gb else None, **opts.extra}
+    command = f"{sys.executable} -u -m submitit.core._submit {out_dir / 'submitit' / '%j'}"
+    return _make_sbatch_string(command=command, folder=out_dir / "submitit" / "%j",
+                               **{k: v for k, v in params.items() if v is not None})
+
+
 def _submitit(order: WorkOrder, opts: Options, out_dir: Path) -> None:
     chunks = chunk(order.groups, _estimator_of_seconds(out_dir), opts.job_minutes * 60)
     orders = [WorkOrder(order.out_dir, c, order.sweep_id, order.force, order.data_dir,
@@ -307,6 +331,15 @@ def run_plan(plan, opts: Options, *, data_dir: str | None = None, threads: int |
     if plan.n_done:
         log.warning("%d of %d runs already in %s; running the other %d (--force redoes them)",
                     plan.n_done, len(plan.specs), plan.out_dir, plan.n_todo)
+    if opts.dry_run:
+        print(f"{plan.preset.name}: {len(plan.specs)} runs planned, {plan.n_done} already in {plan.out_dir}, "
+              f"{plan.n_todo} to run in {len(plan.todo)} groups ({opts.executor})")
+        if plan.todo and opts.executor == "slurm":
+            groups = [[s.to_dict() for s in g] for g in plan.todo]
+            n = len(chunk(groups, _estimator_of_seconds(plan.out_dir), opts.job_minutes * 60))
+            print(f"{n} SLURM jobs of about {opts.job_minutes:g} minutes; the sbatch script:\n")
+            print(sbatch_script(opts, plan.out_dir, n))
+        return
     if plan.todo and opts.executor in ("inline", "local"):
         from .runner import Session
 
