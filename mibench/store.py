@@ -33,6 +33,7 @@ CLAIMS_DIR = "claims"
 LOCK_FILE = "merge.lock"
 HEARTBEAT_S = 30.0          # a claim holder touches its claim this often
 STALE_S = 300.0             # a claim (or merge lock) untouched this long is abandoned
+PROBE_BYTES = 256 * 1024    # written (and removed) in each subfolder before any training
 
 
 class StoreError(ConfigError):
@@ -45,18 +46,18 @@ def worker_name() -> str:
 
 @contextlib.contextmanager
 def _writing(path: Path) -> Iterator[None]:
-    """Turn an OSError while writing ``path`` into a StoreError that names it."""
+    """Turn an OSError while writing ``path`` into a StoreError that names it and the cause."""
     try:
         yield
     except OSError as exc:
         cause = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise StoreError(f"cannot write {exc.filename or path}: {cause}") from None
+        raise StoreError(f"cannot write {path}: {cause}") from None
 
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with _writing(tmp):
+        with _writing(path):
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
@@ -79,6 +80,16 @@ def _alive(owner: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _take_away(path: Path) -> None:
+    """Remove an abandoned claim or lock. It is renamed first: when two processes find it
+    abandoned at once, only one rename succeeds, so the other cannot remove a fresh claim
+    created in between."""
+    gone = path.with_name(f".{path.name}.stale-{uuid.uuid4().hex[:8]}")
+    with contextlib.suppress(OSError):
+        os.replace(path, gone)
+        gone.unlink()
 
 
 class Claim:
@@ -124,9 +135,15 @@ class Store:
         for folder in (self.dir, self.pending, self.claims):
             with _writing(folder):
                 folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".probe-{uuid.uuid4().hex[:8]}"
-            _write_atomic(probe, "x" * 4096)
-            probe.unlink()
+                probe = folder / f".probe-{uuid.uuid4().hex[:8]}"
+                try:                                   # about what one run's record takes
+                    with open(probe, "wb") as f:
+                        f.write(b"\0" * PROBE_BYTES)
+                        f.flush()
+                        os.fsync(f.fileno())
+                finally:
+                    with contextlib.suppress(OSError):
+                        probe.unlink()
 
     # ---------------------------------------------------------------- claims
     def claim(self, run_id: str) -> Claim | None:
@@ -141,11 +158,15 @@ class Store:
                     raise
                 if not self._stale(path):
                     return None
-                with contextlib.suppress(OSError):        # only one taker wins the rename
-                    os.replace(path, path.with_name(f".{run_id}.stale-{uuid.uuid4().hex[:8]}"))
+                _take_away(path)
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps({"worker": worker_name(), "since": time.time()}))
+            try:
+                with _writing(path), os.fdopen(fd, "w") as f:
+                    f.write(json.dumps({"worker": worker_name(), "since": time.time()}))
+            except StoreError:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                raise
             return Claim(path)
         return None
 
@@ -155,7 +176,9 @@ class Store:
             owner = json.loads(path.read_text() or "{}").get("worker", "")
         except (OSError, ValueError):
             return False                     # being written or released right now: look again later
-        return age > STALE_S or (bool(owner) and not _alive(owner))
+        if not owner:                        # created, not written yet; or its writer died at once
+            return age > 10.0
+        return age > STALE_S or not _alive(owner)
 
     def running(self) -> dict[str, str]:
         """{run_id: worker} of the claims held by live workers."""
@@ -184,15 +207,14 @@ class Store:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             if self._stale(lock):
-                with contextlib.suppress(OSError):
-                    os.replace(lock, self.dir / f".{LOCK_FILE}.stale-{uuid.uuid4().hex[:8]}")
+                _take_away(lock)
             yield False
             return
         except OSError as exc:
             raise StoreError(f"cannot write {lock}: {os.strerror(exc.errno or errno.EIO)}") from None
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps({"worker": worker_name(), "since": time.time()}))
         try:
+            with _writing(lock), os.fdopen(fd, "w") as f:
+                f.write(json.dumps({"worker": worker_name(), "since": time.time()}))
             yield True
         finally:
             with contextlib.suppress(OSError):
