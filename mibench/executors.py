@@ -38,8 +38,6 @@ ORDERS_DIR = "orders"
 LOGS_DIR = "logs"
 PLAN_FILE = "plan.json"
 POLL_S = 2.0
-# Training speed assumed for chunking SLURM jobs when the folder has no finished run to go by.
-DEFAULT_STEPS_PER_S = {"cpu": 100.0, "cuda": 400.0, "mps": 200.0}
 
 
 @dataclass
@@ -231,95 +229,6 @@ def _follow(order: WorkOrder, out_dir: Path, alive) -> None:
         bar.close()
 
 
-def chunk(groups: list[list[dict[str, Any]]], seconds_of, budget_s: float) -> list[list[list[dict]]]:
-    """Groups packed in order into chunks of at most ``budget_s`` estimated seconds (a group
-    longer than that is a chunk of its own)."""
-    chunks, current, used = [], [], 0.0
-    for g in groups:
-        cost = seconds_of(g)
-        if current and used + cost > budget_s:
-            chunks.append(current)
-            current, used = [], 0.0
-        current.append(g)
-        used += cost
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-def _estimator_of_seconds(out_dir: Path):
-    """Seconds a group will take: its steps at the median steps/s the folder's finished runs of
-    the same critic and device reached, else ``DEFAULT_STEPS_PER_S``; plus 10 s to start."""
-    from .results import load_rows
-
-    rates: dict[tuple[str, str], list[float]] = {}
-    for r in load_rows(out_dir):
-        if r.get("status") == "ok" and r.get("steps_per_s"):
-            rates.setdefault((r.get("critic"), r.get("device")), []).append(float(r["steps_per_s"]))
-
-    def seconds(group: list[dict[str, Any]]) -> float:
-        s = group[0]
-        known = sorted(rates.get((s["estimator"]["critic"], s["device"]), []))
-        rate = known[len(known) // 2] if known else DEFAULT_STEPS_PER_S.get(s["device"].split(":")[0], 100.0)
-        return 10.0 + s["steps"] * (1 if s.get("batch_seeds") else len(group)) / rate
-    return seconds
-
-
-def submitit_executor(order: WorkOrder, opts: Options, out_dir: Path):
-    """A submitit AutoExecutor for the order, its parameters set from ``opts``."""
-    import submitit
-
-    cluster = {"slurm": None, "submitit-local": "local", "submitit-debug": "debug"}[opts.executor]
-    executor = submitit.AutoExecutor(folder=out_dir / "submitit" / "%j", cluster=cluster)
-    params: dict[str, Any] = {"timeout_min": int(opts.time_min), "cpus_per_task": int(opts.cpus),
-                              "name": f"mibench-{order.sweep_id[:8]}"}
-    if opts.executor == "slurm":
-        params.update(slurm_array_parallelism=opts.array_parallelism)
-        if opts.partition:
-            params["slurm_partition"] = opts.partition
-        if opts.gpus:
-            params["gpus_per_node"] = int(opts.gpus)
-        if opts.mem_gb:
-            params["mem_gb"] = float(opts.mem_gb)
-        params.update({f"slurm_{k}" if not k.startswith("slurm_") else k: v for k, v in opts.extra.items()})
-    executor.update_parameters(**params)
-    return executor
-
-
-def sbatch_script(opts: Options, out_dir: Path, n_jobs: int) -> str:
-    """The sbatch script submitit writes for an array of ``n_jobs`` jobs with these options."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
-    params: dict[str, Any] = {"time": int(opts.time_min), "cpus_per_task": int(opts.cpus),
-                              "array_parallelism": opts.array_parallelism, "map_count": n_jobs,
-                              "job_name": "mibench", "partition": opts.partition,
-                              "gpus_per_node": int(opts.gpus) or None,
-                              "mem": f"{opts.mem_gb:g}GB" if opts.mem_gb else None, **opts.extra}
-    command = f"{sys.executable} -u -m submitit.core._submit {out_dir / 'submitit' / '%j'}"
-    return _make_sbatch_string(command=command, folder=out_dir / "submitit" / "%j",
-                               **{k: v for k, v in params.items() if v is not None})
-
-
-def _submitit(order: WorkOrder, opts: Options, out_dir: Path) -> None:
-    chunks = chunk(order.groups, _estimator_of_seconds(out_dir), opts.job_minutes * 60)
-    orders = [WorkOrder(order.out_dir, c, order.sweep_id, order.force, order.data_dir,
-                        order.threads or opts.cpus, False) for c in chunks]
-    executor = submitit_executor(order, opts, out_dir)
-    jobs = executor.map_array(work, orders)
-    print(f"submitted {len(jobs)} jobs ({opts.executor}; {sum(map(len, order.groups))} runs in "
-          f"chunks of about {opts.job_minutes:g} minutes); logs in {out_dir / 'submitit'}")
-    if not opts.wait:
-        return
-    errors = []
-    for job in jobs:
-        try:
-            job.result()
-        except Exception as exc:                  # a failed job: its runs stay unfinished
-            errors.append(f"job {job.job_id}: {str(exc).strip().splitlines()[-1] if str(exc) else exc}")
-    if errors:
-        raise ConfigError(f"{len(errors)} of {len(jobs)} jobs failed; {errors[0]}")
-
-
 def run_plan(plan, opts: Options, *, data_dir: str | None = None, threads: int | None = None,
              progress: bool = True, force: bool = False) -> None:
     """Hand the plan's groups to the executor, after checking that the folder can be written.
@@ -335,8 +244,10 @@ def run_plan(plan, opts: Options, *, data_dir: str | None = None, threads: int |
         print(f"{plan.preset.name}: {len(plan.specs)} runs planned, {plan.n_done} already in {plan.out_dir}, "
               f"{plan.n_todo} to run in {len(plan.todo)} groups ({opts.executor})")
         if plan.todo and opts.executor == "slurm":
+            from .cluster import chunk, estimate_seconds, sbatch_script
+
             groups = [[s.to_dict() for s in g] for g in plan.todo]
-            n = len(chunk(groups, _estimator_of_seconds(plan.out_dir), opts.job_minutes * 60))
+            n = len(chunk(groups, estimate_seconds(plan.out_dir), opts.job_minutes * 60))
             print(f"{n} SLURM jobs of about {opts.job_minutes:g} minutes; the sbatch script:\n")
             print(sbatch_script(opts, plan.out_dir, n))
         return
@@ -362,7 +273,9 @@ def run_plan(plan, opts: Options, *, data_dir: str | None = None, threads: int |
         order.progress = progress
         _local(order, opts, plan.out_dir)
     else:
-        _submitit(order, opts, plan.out_dir)
+        from .cluster import submit
+
+        submit(order, opts, plan.out_dir)
     if opts.wait:
         store.merge()
 

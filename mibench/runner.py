@@ -1,19 +1,16 @@
-"""Executing a plan: each run group is built, trained, evaluated and turned into rows, top to
-bottom, and the rows go to the results folder as they finish.
-
-    sweep(task)  =  plan_sweep(task)  ->  execute(plan)  ->  load the sweep's rows
+"""One run group, top to bottom: build -> train -> evaluate -> rows.
 
 ``run_group`` never raises for a failing run: a row's status is "ok", "diverged" (a NaN or
-infinite held-out estimate) or "error" (with the error). Tasks are built once per sweep and
-their data sets read and moved to the device once (``Session``); a missing or broken data set
-is one ConfigError before the first run.
+infinite held-out estimate) or "error" (with the error). A ``Session`` holds what the runs of
+one worker share: tasks are built once, so each data set is read and moved to its device once,
+and ``load_data`` reads them all before the first run. Who runs which group, and where, is
+``mibench.executors``'s job.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import platform
 import sys
 import time
@@ -27,12 +24,11 @@ import torch
 
 from . import __version__
 from .bounds import BOUNDS
-from .cpu import default_threads
 from .distributions import TASK_FAMILIES
 from .estimators import TransformedEstimator, estimator_for
 from .interface import ConfigError, HasLabels, NeedsData, Task, level_of_step
-from .plan import Plan, RunSpec, plan_sweep, upgrade_row
-from .results import RUNS_FILE, TRACES_FILE, RunRow, append_jsonl, git_commit, load_rows, to_frame
+from .plan import RunSpec
+from .results import RunRow, git_commit
 from .store import worker_name
 from .train import FitResult, evaluate, fit, fit_batched
 
