@@ -270,6 +270,10 @@ def run_plan(plan, opts: Options, *, data_dir: str | None = None, threads: int |
     if opts.executor == "inline":
         _inline(order, opts)
     elif opts.executor == "local":
+        from .cluster import estimate_seconds
+
+        seconds = estimate_seconds(plan.out_dir)         # longest first (as far as the folder's
+        order.groups.sort(key=seconds, reverse=True)    # finished runs tell): less idling at the end
         order.progress = progress
         _local(order, opts, plan.out_dir)
     else:
