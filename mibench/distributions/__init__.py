@@ -8,69 +8,16 @@ entry; ``mibench.testing.check_task`` is the contract it must pass.
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from ..interface import ConfigError, FiniteTrainingSet, HasChosenMI, NeedsData, Task, check_keys
+from ..interface import Task
 from ..registry import Registry
+from . import bmi, mixtures
+from .family import TaskFamily
 from .gaussian import CorrelatedGaussian, JointGaussian
 from .mnist import PairedImages
-
-
-@dataclass(frozen=True)
-class TaskFamily:
-    """name: the registry key; cls: the task class, whose classmethods and protocols say what
-    the family can do; truth, summary: one line each for ``mibench list``; make: builds a task
-    from the preset's parameters (default: ``cls`` itself), with ``device`` and, for families
-    that read data, ``data_dir`` keywords; example: parameters of a small valid task, for the
-    contract tests."""
-
-    name: str
-    cls: type
-    truth: str
-    summary: str
-    example: dict[str, Any]
-    make: Callable[..., Task] | None = None
-
-    @property
-    def needs_data(self) -> bool:
-        return issubclass(self.cls, NeedsData)
-
-    def parameters(self) -> list[str]:
-        """The preset parameters the family takes (its constructor's, less device and data_dir)."""
-        return [p for p in inspect.signature(self.make or self.cls).parameters if p not in ("device", "data_dir")]
-
-    def build(self, params: dict[str, Any] | None = None, *, device: str | torch.device = "cpu",
-              data_dir: str | None = None) -> Task:
-        """A task of this family; unknown or ill-typed parameters are ConfigErrors."""
-        params = dict(params or {})
-        check_keys(params, self.parameters(), f"task {self.name!r}")
-        if self.needs_data:
-            params["data_dir"] = data_dir
-        try:
-            return (self.make or self.cls)(**params, device=device)
-        except ConfigError:
-            raise
-        except (TypeError, ValueError) as exc:  # a value of the wrong type reaching the constructor
-            raise ConfigError(f"task {self.name!r}: {exc}") from None
-
-    def params_with_mi(self, params: dict[str, Any], mi: float) -> dict[str, Any]:
-        """``params`` set to true MI ``mi`` (nats), for families that can be (the staircase)."""
-        if not issubclass(self.cls, HasChosenMI):
-            able = [f.name for f in TASK_FAMILIES.values() if issubclass(f.cls, HasChosenMI)]
-            raise ConfigError(f"staircase needs a family whose MI can be set ({', '.join(able)}); "
-                              f"{self.name!r} cannot")
-        return self.cls.params_with_mi(params, mi)
-
-    def train_size(self, params: dict[str, Any]) -> int:
-        """Items in the training set, to turn epochs into steps (no data is read)."""
-        if not issubclass(self.cls, FiniteTrainingSet):
-            raise ConfigError(f"epochs need a finite training set, and {self.name!r} draws fresh "
-                              "samples every step: give the budget in steps")
-        return self.cls.train_size(params)
 
 
 TASK_FAMILIES: Registry[TaskFamily] = Registry("task family", entry_points="mibench.tasks")
@@ -84,6 +31,8 @@ def _paired(dataset: str) -> Callable[..., PairedImages]:
 
 
 for _family in [
+    *bmi.FAMILIES,
+    *mixtures.FAMILIES,
     TaskFamily("gaussian", CorrelatedGaussian, "I = -(d/2) ln(1 - rho^2)",
                "x ~ N(0, I_d), y = rho x + sqrt(1 - rho^2) eps; params dim, rho | mi, transform",
                example={"dim": 3, "mi": 1.0}),
