@@ -31,8 +31,6 @@ def _paired(dataset: str) -> Callable[..., PairedImages]:
 
 
 for _family in [
-    *bmi.FAMILIES,
-    *mixtures.FAMILIES,
     TaskFamily("gaussian", CorrelatedGaussian, "I = -(d/2) ln(1 - rho^2)",
                "x ~ N(0, I_d), y = rho x + sqrt(1 - rho^2) eps; params dim, rho | mi, transform",
                example={"dim": 3, "mi": 1.0}),
@@ -45,6 +43,8 @@ for _family in [
     TaskFamily("paired_fashion_mnist", PairedImages, "I = H(labels) = ln 10 = 2.3026 nats (balanced)",
                "x a Fashion-MNIST image, y one of the same class; params split, keep",
                example={"split": "test"}, make=_paired("fashion_mnist")),
+    *bmi.FAMILIES,
+    *mixtures.FAMILIES,
 ]:
     TASK_FAMILIES.register(_family.name, _family)
 
