@@ -35,7 +35,7 @@ from .results import FINISHED, SCHEMA_VERSION, default_out_dir, load_rows
 DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 # Run options added after the first results were recorded: they enter the identity only when set,
 # so adding an option leaves the ids of existing runs as they were.
-_IDENTITY_WHEN_SET = {"batch_seeds": False, "precision": "fp32"}
+_IDENTITY_WHEN_SET = {"batch_seeds": False, "precision": "fp32", "n_samples": None, "eval_n_samples": None}
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class RunSpec:
     save_model: bool = False            # output: keep the weights (and embeddings) of the run
     batch_seeds: bool = False           # train with its sibling seeds as one batched model
     precision: str = "fp32"             # "bf16": the training forward under bfloat16 autocast
+    n_samples: int | None = None        # train on a fixed sample of this many pairs (else a stream)
+    eval_n_samples: int | None = None   # ... and estimate on a fixed held-out sample of this many
 
     @property
     def grid(self) -> str:
@@ -169,10 +171,12 @@ def _budget(train: Mapping[str, Any], family: str, params: dict, batch_size: int
     if (steps is None) == (epochs is None):
         raise ConfigError(f"{where}: give exactly one of steps or epochs for the training budget")
     if epochs is not None:
-        size = TASK_FAMILIES[family].train_size(params)
+        n = train.get("n_samples")
+        size = n if n is not None else TASK_FAMILIES[family].train_size(params)
         if not (isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and epochs > 0):
             raise ConfigError(f"{where}: epochs must be a positive number, got {epochs!r}")
-        return max(1, math.ceil(epochs * size / batch_size)), float(epochs)
+        per_epoch = size // batch_size if train.get("n_samples") is not None else size / batch_size
+        return max(1, math.ceil(epochs * per_epoch)), float(epochs)
     if isinstance(steps, bool) or not (isinstance(steps, int) and steps >= 1):
         raise ConfigError(f"{where}: steps must be a positive integer, got {steps!r}")
     return steps, None
@@ -193,8 +197,18 @@ def _train_options(train: Mapping[str, Any], where: str) -> dict[str, Any]:
     if precision not in PRECISIONS:
         raise ConfigError(f"{where}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     staircase = tuple(number(v, f"{where}: staircase levels") for v in _as_list(train.get("staircase", [])))
+    n = train.get("n_samples")
+    if n is not None:
+        if isinstance(n, bool) or not (isinstance(n, int) and n >= 2):
+            raise ConfigError(f"{where}: n_samples must be an integer >= 2, got {n!r}")
+        if staircase:
+            raise ConfigError(f"{where}: n_samples (a fixed training sample) and staircase (a moving truth) "
+                              "cannot be combined")
+        if train.get("batch_seeds", False):
+            raise ConfigError(f"{where}: n_samples trains each seed on its own sample; use batch_seeds = false")
     return {"lr": float(lr), "log_every": log_every, "batch_seeds": train.get("batch_seeds", False),
-            "save_model": train.get("save_model", False), "precision": precision, "staircase": staircase}
+            "save_model": train.get("save_model", False), "precision": precision, "staircase": staircase,
+            "n_samples": n}
 
 
 def _check_axes(axes: dict[str, list], where: str) -> None:
@@ -239,11 +253,16 @@ def _expand_grid(preset: Preset, grid: Mapping[str, Any], train: dict[str, Any],
             if options["batch_seeds"] and not BOUNDS[est.bound].batchable:
                 raise ConfigError(f"bound {est.bound!r} cannot train as a batched model; "
                                   "run it with batch_seeds = false")
-            ev = {"batches": 50, "batch_size": cell["batch_size"], **preset.eval}
+            ev = {"batches": 50, "batch_size": cell["batch_size"], "n_samples": options["n_samples"],
+                  **preset.eval}
             for key, least in (("batches", 1), ("batch_size", 2)):
                 if isinstance(ev[key], bool) or not (isinstance(ev[key], int) and ev[key] >= least):
                     raise ConfigError(f"[eval] {key} must be an integer >= {least}, got {ev[key]!r}")
             est.n_negatives(ev["batch_size"])
+            for what, n, b in (("n_samples", options["n_samples"], cell["batch_size"]),
+                               ("[eval] n_samples", ev["n_samples"], ev["batch_size"])):
+                if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < b):
+                    raise ConfigError(f"{what} must be an integer >= the batch size {b}, got {n!r}")
             steps, epochs = _budget(train, preset.family, params, cell["batch_size"], where)
         except ConfigError as exc:
             raise ConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
@@ -254,7 +273,8 @@ def _expand_grid(preset: Preset, grid: Mapping[str, Any], train: dict[str, Any],
             eval_batches=ev["batches"], eval_batch_size=ev["batch_size"],
             log_every=options["log_every"], staircase=options["staircase"], epochs=epochs,
             save_model=options["save_model"], batch_seeds=options["batch_seeds"],
-            precision=options["precision"])
+            precision=options["precision"], n_samples=options["n_samples"],
+            eval_n_samples=ev["n_samples"])
         try:
             level_params = spec.level_params()
         except ConfigError as exc:

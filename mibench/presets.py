@@ -28,8 +28,8 @@ from .registry import unknown_name
 AXES = {"bounds": "bound", "critics": "critic", "negatives": "negatives",
         "batch_sizes": "batch_size", "devices": "device", "seeds": "seed"}
 TRAIN_KEYS = {"steps", "epochs", "batch_size", "lr", "log_every", "staircase", "save_model", "batch_seeds",
-              "precision"}
-EVAL_KEYS = {"batches", "batch_size"}
+              "precision", "n_samples"}
+EVAL_KEYS = {"batches", "batch_size", "n_samples"}
 TOP_KEYS = {"name", "description", "task", "estimator", "train", "eval", "grid", "quick", "slurm"}
 SLURM_KEYS = {"partition", "time_min", "gpus", "mem_gb", "cpus", "job_minutes", "array_parallelism", "extra"}
 

@@ -83,6 +83,9 @@ class RunRow:
     task_name: str | None = None
     mi_estimate: float | None = None
     mi_std: float | None = None
+    mi_estimate_train: float | None = None   # the same estimate on the training data (its fixed
+    mi_std_train: float | None = None        # sample with n_samples, else fresh training draws)
+    n_samples: int | None = None             # the fixed training sample's size, or None (a stream)
     pairs_per_s: float | None = None
     steps_per_s: float | None = None
     train_s: float | None = None
@@ -240,7 +243,8 @@ def to_frame(rows: list[dict[str, Any]]):
     if not rows:
         return pd.DataFrame()
     df = pd.json_normalize(rows, max_level=0)
-    for col in ("mi_estimate", "mi_true", "mi_std", "pairs_per_s", "steps_per_s", "peak_mem_mb", "wall_s"):
+    for col in ("mi_estimate", "mi_true", "mi_std", "mi_estimate_train", "mi_std_train", "pairs_per_s",
+                "steps_per_s", "peak_mem_mb", "wall_s"):
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     return df

@@ -30,7 +30,7 @@ from .interface import ConfigError, HasLabels, NeedsData, Task, level_of_step
 from .plan import RunSpec
 from .results import RunRow, git_commit
 from .store import worker_name
-from .train import FitResult, evaluate, fit, fit_batched
+from .train import FiniteSample, FitResult, evaluate, evaluate_sample, fit, fit_batched
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +71,34 @@ class Session:
 
 @dataclass
 class Built:
-    levels: list[Task]
-    heldout: Task
+    levels: list[Task]              # trained on: a level per staircase step, or a FiniteSample
+    heldout: Task                   # evaluated on: a task, or a FiniteSample of it
     estimators: list[TransformedEstimator]
     generators: list[torch.Generator]
 
 
+# Seed offsets of the generators a run uses besides its training one, so that no two draw alike.
+EVAL_SEED, TRAIN_EVAL_SEED, SAMPLE_SEED, HELDOUT_SAMPLE_SEED = 1_000_003, 2_000_003, 3_000_017, 4_000_037
+
+
 def build(specs: list[RunSpec], session: Session) -> Built:
-    """Tasks, estimators (initial parameters from each run's seed) and data generators."""
+    """Tasks, estimators (initial parameters from each run's seed) and data generators; with
+    ``n_samples``, the fixed training and held-out samples (drawn from the run's seed)."""
     spec = specs[0]
     levels = session.levels(spec)
+    heldout = levels[-1].heldout()
     device = torch.device(spec.device)
+
+    def gen(offset: int) -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(spec.seed + offset)
+
+    if spec.n_samples is not None:
+        levels = [FiniteSample(levels[0], spec.n_samples, gen(SAMPLE_SEED))]
+    if spec.eval_n_samples is not None:
+        heldout = FiniteSample(heldout, spec.eval_n_samples, gen(HELDOUT_SAMPLE_SEED))
     estimators = [estimator_for(s.estimator, levels[0], seed=s.seed).to(device) for s in specs]
     generators = [torch.Generator(device=device).manual_seed(s.seed) for s in specs]
-    return Built(levels, levels[-1].heldout(), estimators, generators)
+    return Built(levels, heldout, estimators, generators)
 
 
 def train(specs: list[RunSpec], built: Built, progress: bool = False) -> list[FitResult]:
@@ -100,11 +114,16 @@ def train(specs: list[RunSpec], built: Built, progress: bool = False) -> list[Fi
     return [fit(built.estimators[0], levels[0], generator=built.generators[0], **common)]
 
 
-def evaluate_run(spec: RunSpec, estimator: TransformedEstimator, heldout: Task) -> tuple[float, float]:
-    """The held-out estimate: mean and batch-to-batch sd (nats) over ``eval_batches`` batches."""
-    generator = torch.Generator(device=torch.device(spec.device)).manual_seed(spec.seed + 1_000_003)
-    return evaluate(estimator, heldout, batches=spec.eval_batches, batch_size=spec.eval_batch_size,
-                    n_negatives=spec.estimator.n_negatives(spec.eval_batch_size), generator=generator)
+def evaluate_run(spec: RunSpec, estimator: TransformedEstimator, task: Task,
+                 seed_offset: int = EVAL_SEED) -> tuple[float, float]:
+    """The estimate on ``task``: mean and batch-to-batch sd (nats) over ``eval_batches`` fresh
+    batches, or over a fixed sample in consecutive batches."""
+    generator = torch.Generator(device=torch.device(spec.device)).manual_seed(spec.seed + seed_offset)
+    k = spec.estimator.n_negatives(spec.eval_batch_size)
+    if isinstance(task, FiniteSample):
+        return evaluate_sample(estimator, task, batch_size=spec.eval_batch_size, n_negatives=k, generator=generator)
+    return evaluate(estimator, task, batches=spec.eval_batches, batch_size=spec.eval_batch_size,
+                    n_negatives=k, generator=generator)
 
 
 def save_outputs(spec: RunSpec, estimator: TransformedEstimator, heldout: Task, out_dir: Path) -> None:
@@ -197,6 +216,8 @@ def run_group(specs: list[RunSpec], session: Session, sweep_id: str | None = Non
         measured = []
         for spec, est, fitted, trace in zip(specs, built.estimators, fits, traces):
             mean, std = evaluate_run(spec, est, built.heldout)
+            # the same estimate on what it trained on: its fixed sample, or fresh training draws
+            train_mean, train_std = evaluate_run(spec, est, built.levels[-1], TRAIN_EVAL_SEED)
             if spec.save_model and session.out_dir is not None:
                 save_outputs(spec, est, built.heldout, session.out_dir)
             trace.update(step=[s for s, _, _ in fitted.trace], estimate=[v for _, v, _ in fitted.trace],
@@ -207,6 +228,7 @@ def run_group(specs: list[RunSpec], session: Session, sweep_id: str | None = Non
                 error=None if finite else "non-finite estimate on held-out batches",
                 mi_true=truth.mi, mi_true_train=truth_train.mi, truth_method=truth.method,
                 task_name=built.levels[-1].name, mi_estimate=mean, mi_std=std,
+                mi_estimate_train=train_mean, mi_std_train=train_std, n_samples=spec.n_samples,
                 pairs_per_s=fitted.pairs_per_s, steps_per_s=fitted.steps_per_s, train_s=fitted.train_s,
                 batched_models=len(specs), peak_mem_mb=_peak_mem_mb(device)))
     except ConfigError:

@@ -89,6 +89,8 @@ def _cell_stats(ok: pd.DataFrame, truth: float, *, n_boot: int, seed: int) -> di
     low, high = bootstrap_ci(err, n_boot=n_boot, seed=seed)
     return {
         "mean": float(est.mean()) if n else math.nan,
+        "mean_train": float(pd.to_numeric(ok["mi_estimate_train"], errors="coerce").mean())
+        if "mi_estimate_train" in ok and len(ok) else math.nan,
         "bias": float(err.mean()) if n else math.nan,
         "sd": float(est.std(ddof=1)) if n > 1 else math.nan,
         "mse": float((err ** 2).mean()) if n else math.nan,
@@ -100,7 +102,7 @@ def _cell_stats(ok: pd.DataFrame, truth: float, *, n_boot: int, seed: int) -> di
     }
 
 
-SUMMARY_COLUMNS = [*CELL_KEYS, "task_params", "n_runs", "n_failed", "mi_true", "mean", "bias", "sd",
+SUMMARY_COLUMNS = [*CELL_KEYS, "task_params", "n_runs", "n_failed", "mi_true", "mean", "mean_train", "bias", "sd",
                    "mse", "bias_ci_low", "bias_ci_high", "within_sd", "pairs_per_s", "steps_per_s"]
 
 
@@ -120,7 +122,9 @@ def summarize(runs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED
     bias = mean - mi_true; sd (across seeds, ddof = 1; NaN with one run); mse = mean of
     (estimate - mi_true)^2; bias_ci_low, bias_ci_high (95 % percentile bootstrap of the mean
     bias over seeds, ``n_boot`` resamples from a fixed RNG ``seed``; NaN with one run);
-    within_sd (median over runs of mi_std, the batch-to-batch spread of the held-out estimate
+    mean_train (the mean estimate on the training data: the fixed training sample with
+    n_samples, else fresh draws from the training split; NaN for rows written before it was
+    recorded); within_sd (median over runs of mi_std, the batch-to-batch spread of the held-out estimate
     at the end of training); pairs_per_s and steps_per_s (medians). All MI columns in nats.
     With ``seeds``, also a ``seeds`` column after n_failed: the sorted seeds (a tuple of ints)
     of the cell's runs, for printed tables.

@@ -31,7 +31,8 @@ DISPLAY = {
     "n_negatives": "K", "batch_size": "B", "device": "device", "steps": "steps", "precision": "precision",
     "level": "level",
     "n_runs": "runs", "n_failed": "failed", "seeds": "seeds",
-    "mi_true": "true MI [nats]", "mean": "estimate [nats]", "bias": "bias [nats]",
+    "mi_true": "true MI [nats]", "mean": "estimate [nats]", "mean_train": "on training data [nats]",
+    "bias": "bias [nats]",
     "bias_ci_low": "bias 95% CI low [nats]", "bias_ci_high": "bias 95% CI high [nats]",
     "sd": "sd over seeds [nats]", "mse": "MSE [nats^2]", "within_sd": "within-run sd [nats]",
     "pairs_per_s": "pairs/s", "steps_per_s": "steps/s",
@@ -39,7 +40,7 @@ DISPLAY = {
 CI_COLUMN = "bias 95% CI [nats]"
 _IDENTITY = (*CELL_KEYS, "seeds")      # constant ones move to the caption
 #: Decimals shown: MI quantities to the millinat, throughput to whole pairs and tenths of steps.
-_DIGITS = {"mi_true": 3, "mean": 3, "bias": 3, "bias_ci_low": 3, "bias_ci_high": 3, "sd": 3, "mse": 3,
+_DIGITS = {"mi_true": 3, "mean": 3, "mean_train": 3, "bias": 3, "bias_ci_low": 3, "bias_ci_high": 3, "sd": 3, "mse": 3,
            "within_sd": 3, "pairs_per_s": 0, "steps_per_s": 1}
 MISSING = "–"
 
@@ -88,6 +89,8 @@ def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
                 value = view[c].iloc[0]
                 constant[DISPLAY[c]] = _fmt_seeds(value) if c == "seeds" else value
                 view = view.drop(columns=c)
+    if "mean_train" in view and pd.to_numeric(view["mean_train"], errors="coerce").isna().all():
+        view = view.drop(columns="mean_train")           # results recorded before it existed
     out = pd.DataFrame(index=view.index)
     for c in view.columns:
         if c in ("bias_ci_low", "bias_ci_high"):

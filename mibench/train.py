@@ -272,3 +272,49 @@ def evaluate(estimator: TransformedEstimator, task: Task, *, batches: int, batch
     estimator.train()
     std = values.std().item() if batches > 1 else 0.0
     return values.mean().item(), std
+
+
+class FiniteSample:
+    """A fixed sample of ``n`` pairs drawn once from ``task`` (BMI's protocol: an estimator sees
+    a data set, not a stream). ``sample`` goes through it epoch by epoch, each epoch in a fresh
+    order drawn from the caller's generator, dropping the last partial batch; ``batches``
+    covers it once in order, for evaluation. The truth is the task's."""
+
+    def __init__(self, task: Task, n: int, generator: torch.Generator):
+        self.task, self.n = task, n
+        self.x, self.y = task.sample(n, generator=generator)
+        self.name, self.device = f"{task.name}-n{n}", task.device
+        self.x_shape, self.y_shape = task.x_shape, task.y_shape
+        self._order: torch.Tensor | None = None
+        self._at = 0
+
+    def ground_truth(self):
+        return self.task.ground_truth()
+
+    def heldout(self) -> Task:
+        return self.task.heldout()
+
+    def sample(self, n: int, *, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._order is None or self._at + n > self.n:          # a new epoch
+            self._order = torch.randperm(self.n, generator=generator, device=self.device)
+            self._at = 0
+        pick = self._order[self._at:self._at + n]
+        self._at += n
+        return self.x[pick], self.y[pick]
+
+    def batches(self, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, self.n - batch_size + 1, batch_size):
+            yield self.x[start:start + batch_size], self.y[start:start + batch_size]
+
+
+@torch.no_grad()
+def evaluate_sample(estimator: TransformedEstimator, sample: FiniteSample, *, batch_size: int,
+                    n_negatives: int, generator: torch.Generator) -> tuple[float, float]:
+    """The bound over a fixed sample, in consecutive batches (the last partial one dropped):
+    (mean, standard deviation over the batches) in nats."""
+    estimator.eval()
+    values = torch.stack([estimator.estimate(x, y, n_negatives, generator)
+                          for x, y in sample.batches(batch_size)]).double()
+    estimator.train()
+    std = values.std().item() if len(values) > 1 else 0.0
+    return values.mean().item(), std
