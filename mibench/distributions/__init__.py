@@ -24,9 +24,11 @@ TASK_FAMILIES: Registry[TaskFamily] = Registry("task family", entry_points="mibe
 
 
 def _paired(dataset: str) -> Callable[..., PairedImages]:
-    def build(split: str = "train", keep: float = 1.0, data_dir: str | None = None,
+    cls = PairedImages.on(dataset)
+
+    def build(split: str = "train", keep: float = 1.0, k: int = 1, data_dir: str | None = None,
               device: str | torch.device = "cpu") -> PairedImages:
-        return PairedImages(dataset, split, keep, data_dir, device)
+        return cls(dataset, split, keep, data_dir, device, k=k)
     return build
 
 
@@ -37,11 +39,13 @@ for _family in [
     TaskFamily("gaussian_cov", JointGaussian, "I = 1/2 ln(det Sxx det Syy / det S)",
                "(x, y) ~ N(0, cov); params cov, dim_x",
                example={"cov": [[1.0, 0.5, 0.0], [0.5, 1.0, 0.3], [0.0, 0.3, 1.0]], "dim_x": 1}),
-    TaskFamily("paired_mnist", PairedImages, "I = H(labels) = 2.3012 nats (train), 2.3008 (test); ln 10 = 2.3026",
-               "x an MNIST image, y an image of the same digit; params split, keep",
-               example={"split": "test"}, make=_paired("mnist")),
-    TaskFamily("paired_fashion_mnist", PairedImages, "I = H(labels) = ln 10 = 2.3026 nats (balanced)",
-               "x a Fashion-MNIST image, y one of the same class; params split, keep",
+    TaskFamily("paired_mnist", PairedImages.on("mnist"),
+               "I = k H(labels), H = 2.3012 nats (train), 2.3008 (test); ln 10 = 2.3026; less with keep < 1",
+               "x k MNIST images side by side (1, 28, 28k), y k images of the same digits; "
+               "params split, keep, k", example={"split": "test", "k": 2}, make=_paired("mnist")),
+    TaskFamily("paired_fashion_mnist", PairedImages.on("fashion_mnist"),
+               "I = k H(labels) = k ln 10 = 2.3026 k nats (balanced); less with keep < 1",
+               "x k Fashion-MNIST images side by side, y k of the same classes; params split, keep, k",
                example={"split": "test"}, make=_paired("fashion_mnist")),
     *bmi.FAMILIES,
     *mixtures.FAMILIES,
