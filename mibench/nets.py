@@ -86,6 +86,44 @@ class ChannelsLast(nn.Sequential):
         return super().forward(x.contiguous(memory_format=torch.channels_last))
 
 
+@ENCODERS.add("conv_strip")
+def conv_strip_encoder(shape: tuple[int, ...], embed_dim: int | None = None,
+                       hidden: Sequence[int] = ()) -> tuple[nn.Module, int]:
+    """The seed's conv net on each digit of a (1, 28, 28k) strip, features concatenated, Linear to z.
+
+    One conv trunk, shared by the k positions (Conv(1,16,3)-ReLU-Conv(16,32,5,stride 3)-ReLU-
+    Conv(32,128,8)-ReLU, as in ``conv``), sees the k 28 x 28 tiles as one batch; the k
+    128-feature vectors are concatenated in position order (so the encoder knows which digit
+    stood where) and Linear(128 k, z) maps them to z = embed_dim (default 16) features. For
+    k = 1 it is the ``conv`` architecture.
+    """
+    if len(shape) != 3 or tuple(shape[:2]) != (1, 28) or shape[2] % 28 or shape[2] < 28:
+        raise ConfigError(f"encoder 'conv_strip' takes (1, 28, 28k) strips of 28 x 28 images, "
+                          f"got inputs of shape {tuple(shape)}")
+    out, k = embed_dim or 16, shape[2] // 28
+    trunk = ChannelsLast(
+        nn.Conv2d(1, 16, 3), relu(),                   # 26 x 26
+        nn.Conv2d(16, 32, 5, stride=3), relu(),        # 8 x 8
+        nn.Conv2d(32, 128, 8), relu(),                 # 1 x 1
+        nn.Flatten(),
+    )
+    return DigitStrip(trunk.to(memory_format=torch.channels_last), nn.Linear(128 * k, out), k), out
+
+
+class DigitStrip(nn.Module):
+    """``digit`` applied to each 28-pixel-wide tile of (B, C, 28, 28k) strips, as one batch of
+    B k images; the k feature vectors are concatenated in order and mapped by ``head``."""
+
+    def __init__(self, digit: nn.Module, head: nn.Module, k: int):
+        super().__init__()
+        self.digit, self.head, self.k = digit, head, k
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c = x.shape[:2]
+        tiles = x.reshape(b, c, 28, self.k, 28).permute(0, 3, 1, 2, 4).reshape(b * self.k, c, 28, 28)
+        return self.head(self.digit(tiles).reshape(b, -1))
+
+
 # --------------------------------------------------------------------------- critics
 
 def take_rows(t: Tensor, cols: Tensor) -> Tensor:

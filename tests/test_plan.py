@@ -56,10 +56,11 @@ def test_bad_eval_values_are_named(tmp_path, capsys):
 
 
 def test_a_staircase_needs_a_family_whose_mi_can_be_set(tmp_path):
-    text = '[task]\nfamily = "paired_mnist"\n[train]\nsteps = 10\nstaircase = [1.0, 2.0]\n'
+    text = ('[task]\nfamily = "gaussian_cov"\ncov = [[1.0, 0.5], [0.5, 1.0]]\ndim_x = 1\n'
+            '[train]\nsteps = 10\nstaircase = [1.0, 2.0]\n')
     path = tmp_path / "s.toml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match="staircase needs a family whose MI can be set .*'paired_mnist' cannot"):
+    with pytest.raises(ConfigError, match="staircase needs a family whose MI can be set .*'gaussian_cov' cannot"):
         expand(load_preset(str(path)))
 
 

@@ -45,15 +45,21 @@ CLASS_COUNTS = {
 def keep_for_mi(prior: Tensor, mi: float) -> float:
     """The ``keep`` whose label channel carries ``mi`` nats (0 <= mi <= H(prior)): bisection on
     ``channel_mi``, which grows monotonically from 0 at keep = 0 to H(prior) at keep = 1."""
-    lo, hi = 0.0, 1.0
+    if mi <= 0:
+        return 0.0
     if mi >= channel_mi(prior, 1.0):
         return 1.0
+    lo, hi = 0.0, 1.0
     while hi - lo > 1e-15:
         mid = 0.5 * (lo + hi)
-        if mid in (lo, hi):
-            break
         lo, hi = (mid, hi) if channel_mi(prior, mid) < mi else (lo, mid)
-    return 0.5 * (lo + hi) if mi > 0 else 0.0
+    return 0.5 * (lo + hi)
+
+
+def side_by_side(tiles: Tensor) -> Tensor:
+    """(n, k, 28, 28) images -> (n, 1, 28, 28 k) strips, position q in columns 28 q .. 28 q + 27."""
+    n, k = tiles.shape[:2]
+    return tiles.transpose(1, 2).reshape(n, 1, 28, 28 * k)
 
 
 class _Split:
@@ -102,7 +108,7 @@ class PairedImages:
     DATASET = "mnist"     # whose label prior ``params_with_mi`` plans with when params name none
 
     @staticmethod
-    def on(dataset: str) -> type["PairedImages"]:
+    def on(dataset: str) -> type[PairedImages]:
         """The subclass bound to one data set (a family's class: its ``params_with_mi`` gets
         the family's parameters, which do not name the data set)."""
         return {"mnist": PairedMNIST, "fashion_mnist": PairedFashionMNIST}[dataset]
@@ -134,17 +140,18 @@ class PairedImages:
 
     @classmethod
     def params_with_mi(cls, params: dict, mi: float) -> dict:
-        """``params`` with ``keep`` (and, when absent, ``k``) set so that the truth is ``mi`` nats.
+        """``params`` with ``keep`` set so that the truth is ``mi`` nats; ``k`` is never changed.
 
-        The rule: ``k`` given in ``params`` is never changed (x's width is 28 k, and a staircase
-        trains one model through all its levels), so only ``keep`` moves, and an ``mi`` above
-        k H(labels) is a ConfigError naming that maximum. Without ``k``, the fewest digits that
-        can carry ``mi`` are chosen, k = max(1, ceil(mi / H(labels))); a staircase whose levels
-        pass H(labels) must therefore give ``k``, or its levels would differ in width. H(labels)
-        is that of the training split named by ``split`` (from the class counts of the standard
-        files: no data is read).
+        The rule: x's width is 28 k, and a staircase trains one model through all its levels, so
+        the levels may only move ``keep``. ``k`` is the one ``params`` give (1 when they give
+        none), and an ``mi`` above k H(labels) is a ConfigError naming that maximum and the k
+        that would carry ``mi``. (Choosing k per level would plan levels of different widths,
+        which the model cannot take.) H(labels) is that of the split named by ``split``, from
+        the class counts of the standard files in ``CLASS_COUNTS``: no data is read.
         """
         mi = number(mi, "paired images: mi")
+        if not 0 <= mi < math.inf:
+            raise ConfigError(f"paired images: MI must be a finite number >= 0 nats, got {mi:g}")
         split = params.get("split", "train")
         if split not in cls.SPLIT_SIZES:
             raise ConfigError(f"paired images: split must be 'train' or 'test', got {split!r}")
@@ -154,14 +161,11 @@ class PairedImages:
         counts = torch.tensor(CLASS_COUNTS[(dataset, split)], dtype=torch.float64)
         prior = counts / counts.sum()
         h = channel_mi(prior, 1.0)
-        if "k" in params:
-            k = params["k"]
-            _check_k(k)
-        else:
-            k = max(1, math.ceil(mi / h - 1e-12))
-        if not 0.0 <= mi <= k * h * (1 + 1e-12):
-            raise ConfigError(f"paired images: MI must lie in [0, k H(labels)] = [0, {k * h:.4f}] nats "
-                              f"with k = {k} digits, got {mi:g}; give more digits (k) for more")
+        k = params.get("k", 1)
+        _check_k(k)
+        if mi > k * h * (1 + 1e-12):
+            raise ConfigError(f"paired images: MI at most k H(labels) = {k * h:.4f} nats with k = {k}, "
+                              f"got {mi:g}; give k >= {math.ceil(mi / h - 1e-12)} digits for it")
         return {**params, "k": k, "keep": keep_for_mi(prior, mi / k)}
 
     def load(self) -> None:
@@ -206,9 +210,7 @@ class PairedImages:
 
     def strips(self, idx: Tensor) -> Tensor:
         """Images of the split side by side: (n, k) indices -> (n, 1, 28, 28 k)."""
-        n, k = idx.shape
-        tiles = self._data.images[idx.reshape(-1)].view(n, k, 28, 28)
-        return tiles.transpose(1, 2).reshape(n, 1, 28, 28 * k)
+        return side_by_side(self._data.images[idx.reshape(-1)].view(*idx.shape, 28, 28))
 
     def sample(self, n: int, *, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         i, j = self.pair_indices(n, generator)
@@ -232,7 +234,7 @@ class PairedImages:
             pick = torch.randperm(len(labels), generator=g)[:n]
             return images[pick].float().div(255).unsqueeze(1), labels[pick]
         pick = torch.randint(len(labels), (n, self.k), generator=g)
-        strips = images[pick.reshape(-1)].view(n, self.k, 28, 28).transpose(1, 2).reshape(n, 1, 28, 28 * self.k)
+        strips = side_by_side(images[pick.reshape(-1)].view(n, self.k, 28, 28))
         return strips.float().div(255), labels[pick[:, 0]]
 
 
