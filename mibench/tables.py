@@ -13,6 +13,8 @@ pairs/s as whole numbers, the bias CI as one "[low, high]" column, column names 
 
 from __future__ import annotations
 
+import json
+
 import logging
 import math
 import os
@@ -71,6 +73,19 @@ def _fmt_seeds(seeds: Any) -> str:
     return ",".join(parts)
 
 
+def _varying_params(summary: pd.DataFrame) -> pd.Series | None:
+    """The task parameters that differ between rows, as "key=value" text (None when none do)."""
+    if "task_params" not in summary or len(summary) < 2:
+        return None
+    params = [json.loads(p) if isinstance(p, str) and p.startswith("{") else {} for p in summary["task_params"]]
+    keys = sorted({k for p in params for k in p})
+    vary = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in params}) > 1]
+    if not vary:
+        return None
+    text = [", ".join(f"{p[k]}" if k == "name" else f"{k}={p.get(k)}" for k in vary if k in p) for p in params]
+    return pd.Series(text, index=summary.index)
+
+
 def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The table as printed, every cell a string.
 
@@ -92,6 +107,9 @@ def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     if "mean_train" in view and pd.to_numeric(view["mean_train"], errors="coerce").isna().all():
         view = view.drop(columns="mean_train")           # results recorded before it existed
     out = pd.DataFrame(index=view.index)
+    varying = _varying_params(summary)
+    if varying is not None:                              # which task each row is (e.g. BMI's id)
+        out["task parameters"] = varying
     for c in view.columns:
         if c in ("bias_ci_low", "bias_ci_high"):
             if c == "bias_ci_low":
@@ -111,7 +129,7 @@ def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 def _numeric_columns(view: pd.DataFrame) -> list[bool]:
     """Right-align the columns that hold numbers (the identity columns K, B, steps too)."""
-    words = {"task", "grid", "bound", "critic", "encoder", "device"}
+    words = {"task", "grid", "bound", "critic", "encoder", "device", "task parameters"}
     return [c not in words for c in view.columns]
 
 
