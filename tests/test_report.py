@@ -584,3 +584,14 @@ def test_run_command_prints_the_cell_table(monkeypatch, capsys):
     assert "4 runs in somewhere/runs.jsonl" in printed
     header, rows = table_lines(printed)
     assert len(rows) == 2 and "seed" not in header.split()          # no per-run rows any more
+
+
+def test_truth_figure_draws_a_row_per_task_in_order_of_truth():
+    rows = [row(run_id=f"{b}{i}", bound=b, mi_true=t, mi_estimate=t - 0.1 * (i + 1),
+                task_params={"name": f"task{i}", "rescale": True})
+            for i, t in enumerate([0.4, 1.0, 0.7]) for b in ("infonce", "smile")]
+    fig = F.fig_truth(summarize(frame(rows)))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["task0", "task2", "task1"]      # by truth
+    with pytest.raises(ValueError, match="fewer than three tasks"):
+        F.fig_truth(summarize(frame(rows[:4])))

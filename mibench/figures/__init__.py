@@ -11,7 +11,8 @@ dashed), MI axes are in nats, and the legend names the bounds and critics.
   a marker) and ``fig_staircase`` (traced estimates while the truth steps up, ln(K + 1) dotted).
 - ``cells``: ``fig_bias_sd`` (bias and sd vs true MI), ``fig_negatives`` (estimate vs K, log
   axis), ``fig_throughput`` (pairs/s by bound and device) and ``fig_embedding`` (2-d PCA of a
-  trained image encoder's embeddings, coloured by class).
+  trained image encoder's embeddings, coloured by class) and ``fig_truth`` (the estimate
+  against the truth, one row per task: BMI's suites).
 - ``style``: the rc style, a colour per bound, a line style per critic, legends, ``save_figure``.
 """
 
@@ -26,12 +27,13 @@ import pandas as pd
 
 from ..stats import cells_of, staircase_runs
 from . import style
-from .cells import fig_bias_sd, fig_embedding, fig_negatives, fig_throughput
+from .cells import fig_bias_sd, fig_embedding, fig_negatives, fig_throughput, fig_truth
 from .curves import fig_staircase, fig_training
 from .style import (CRITIC_STYLES, DPI, LOG_K, STYLE, TRUTH, WIDTH, _slug, bound_colors, bound_label,
                     critic_style, save_figure)
 
 __all__ = ["fig_training", "fig_staircase", "fig_bias_sd", "fig_negatives", "fig_throughput", "fig_embedding",
+           "fig_truth",
            "make_figures", "save_figure", "bound_label", "bound_colors", "critic_style", "style", "WIDTH",
            "DPI", "STYLE", "CRITIC_STYLES", "TRUTH", "LOG_K"]
 
@@ -63,6 +65,7 @@ def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.D
         jobs.append((f"training_{_slug(grid)}" if grid else "training", lambda d=d: fig_training(traces, d)))
     jobs.append(("staircase", lambda: fig_staircase(traces, runs)))
     jobs.append(("bias_sd", lambda: fig_bias_sd(plain_summary)))
+    jobs.append(("truth", lambda: fig_truth(plain_summary)))
     jobs.append(("bias_sd_staircase", lambda: fig_bias_sd(staircase)))
     jobs.append(("negatives", lambda: fig_negatives(runs)))
     jobs.append(("throughput", lambda: fig_throughput(runs)))

@@ -4,6 +4,7 @@
 - ``fig_negatives``: estimate vs number of negatives K (log axis), ln(K + 1) and the truth.
 - ``fig_throughput``: pairs/s by bound and device (horizontal bars, log axis).
 - ``fig_embedding``: 2-d PCA of a trained image encoder's embeddings, coloured by class.
+- ``fig_truth``: the estimate against the truth, one row per task.
 """
 
 from __future__ import annotations
@@ -230,4 +231,49 @@ def fig_embedding(emb: pd.DataFrame, *, run: dict | pd.Series | None = None, cla
         title = (f"{bound_label(run['bound'])}, {run['critic']} critic, K = {run['n_negatives']}: "
                  f"{run['mi_estimate']:.2f} nats\n(true MI {run['mi_true']:.3f} nats)")
         ax.set_title(title, loc="left", pad=3)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# 7. Estimate against truth, task by task
+
+
+@_styled
+def fig_truth(summary: pd.DataFrame, *, row_height: float = 0.28):
+    """Held-out estimate [nats] against the truth, one row per task (the task parameters that
+    vary between cells, e.g. BMI's task id), rows ordered by true MI: the truth a black bar, each
+    bound a coloured marker (line style per critic) with its 95 % bootstrap interval of the bias
+    when there are several seeds.
+
+    summary: ``stats.summarize`` rows; needs three or more tasks with estimates.
+    """
+    from ..tables import _varying_params
+
+    rows = summary[np.isfinite(pd.to_numeric(summary["mean"], errors="coerce"))].copy()
+    labels = _varying_params(rows)
+    if labels is None or labels.nunique() < 3:
+        raise ValueError("fig_truth: fewer than three tasks with estimates")
+    rows["_task"] = labels
+    order = rows.groupby("_task")["mi_true"].first().sort_values().index.tolist()
+    bounds, critics, colors, styles = _encodings(rows)
+    fig, (ax,) = _new_figure(0.9 + row_height * len(order))
+    pos = {t: i for i, t in enumerate(order)}
+    lines = sorted(rows.groupby(["bound", "critic"]).groups, key=lambda bc: (bounds.index(bc[0]), bc[1]))
+    for j, (bound, critic) in enumerate(lines):
+        d = rows[(rows["bound"] == bound) & (rows["critic"] == critic)]
+        y = d["_task"].map(pos) + 0.12 * (j - (len(lines) - 1) / 2)        # dodge the markers
+        xerr = None
+        if d["bias_ci_low"].notna().any():
+            xerr = np.vstack([d["bias"] - d["bias_ci_low"], d["bias_ci_high"] - d["bias"]])
+        ax.errorbar(d["mean"], y, xerr=xerr, ls="none", marker=styles[critic][1], color=colors[bound],
+                    markersize=3.5, elinewidth=0.7, capsize=1.5)
+    truth = rows.groupby("_task")["mi_true"].first()
+    ax.scatter(truth[order], range(len(order)), marker="|", s=90, color=TRUTH["color"], zorder=4, linewidths=1.4)
+    ax.set_yticks(range(len(order)))
+    ax.set_yticklabels(order)
+    ax.set_ylim(-0.6, len(order) - 0.4)
+    ax.set_xlabel("mutual information [nats]")
+    ax.grid(axis="y", visible=False)
+    truth_handle = Line2D([], [], ls="none", marker="|", markersize=9, color=TRUTH["color"], markeredgewidth=1.4)
+    _legend(fig, bounds, critics, extra=[(truth_handle, "true MI")])
     return fig
