@@ -182,8 +182,8 @@ def write_tables(summary: pd.DataFrame, out_dir: str | os.PathLike, stem: str = 
 
 #: The columns ``to_text`` shows by default: a terminal is narrower than a page, so the CI,
 #: the MSE and steps/s are left to the written tables.
-TEXT_COLUMNS = (*CELL_KEYS, "level", "n_runs", "n_failed", "seeds", "mi_true", "mean", "bias", "sd", "within_sd",
-                "pairs_per_s")
+TEXT_COLUMNS = (*CELL_KEYS, "task_params", "level", "n_runs", "n_failed", "seeds", "mi_true", "mean", "mean_train",
+                "bias", "sd", "within_sd", "pairs_per_s")
 
 
 def to_text(summary: pd.DataFrame, columns: Sequence[str] = TEXT_COLUMNS) -> str:
