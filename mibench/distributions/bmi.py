@@ -233,10 +233,20 @@ BIMODAL_Y = ((0.5, -1.0), (0.5, 3.0))
 
 
 def mixture_icdf(u: Tensor, mixture) -> Tensor:
-    """The inverse CDF of a unit-sd Gaussian mixture, by bisection on [-10, 10] as in BMI."""
+    """The inverse CDF of a unit-sd Gaussian mixture on [-10, 10] (as in BMI): 10 bisection
+    steps bracket the root to 0.02, then Newton steps (kept inside the bracket) converge to
+    float64 precision; 14 vectorised passes instead of 56 of pure bisection."""
     def cdf(t: Tensor) -> Tensor:
         return sum(w * torch.special.ndtr(t - m) for w, m in mixture)
-    return _bisect(cdf, u, torch.full_like(u, -10.0), torch.full_like(u, 10.0), steps=56)
+
+    def pdf(t: Tensor) -> Tensor:
+        return sum(w * torch.exp(-0.5 * (t - m) ** 2) for w, m in mixture) / math.sqrt(2 * math.pi)
+
+    lo, hi = torch.full_like(u, -10.0), torch.full_like(u, 10.0)
+    t = _bisect(cdf, u, lo, hi, steps=10)
+    for _ in range(4):
+        t = (t - (cdf(t) - u) / pdf(t).clamp_min(1e-300)).clamp(-10.0, 10.0)
+    return t
 
 
 class BimodalGaussians:
