@@ -73,14 +73,14 @@ def work(order: WorkOrder) -> int:
 
     from .cpu import default_threads
     from .plan import RunSpec, device_available
-    from .runner import Session, run_group
+    from .runner import Workspace, run_group
     from .store import FinishedIndex, Store, worker_name
 
     store = Store(order.out_dir)
     index = FinishedIndex(order.out_dir, order.sweep_id if order.force else None)
     groups = [[RunSpec.from_dict(d) for d in g] for g in order.groups]
     torch.set_num_threads(order.threads or default_threads())
-    session = Session(order.data_dir, Path(order.out_dir), order.progress)
+    workspace = Workspace(order.data_dir, Path(order.out_dir), order.progress)
     trained = 0
     remaining = groups
     bar = None
@@ -105,8 +105,8 @@ def work(order: WorkOrder) -> int:
                     log.warning("device %s not available on %s; its runs are left for another worker",
                                 group[0].device, worker_name())
                     continue
-                session.load_data(group[:1])
-                for row, trace in run_group(group, session, order.sweep_id):
+                workspace.load_data(group[:1])
+                for row, trace in run_group(group, workspace, order.sweep_id):
                     store.put(row.to_dict(), trace)
                     trained += 1
                     if bar is not None:
@@ -252,9 +252,9 @@ def run_plan(plan, opts: Options, *, data_dir: str | None = None, threads: int |
             print(sbatch_script(opts, plan.out_dir, n))
         return
     if plan.todo and opts.executor in ("inline", "local"):
-        from .runner import Session
+        from .runner import Workspace
 
-        Session(data_dir).load_data([g[0] for g in plan.todo])     # a data problem: one line, nothing written
+        Workspace(data_dir).load_data([g[0] for g in plan.todo])     # a data problem: one line, nothing written
     store = Store(plan.out_dir)
     store.check_writable()
     sweep_id = uuid.uuid4().hex[:12]

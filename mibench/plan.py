@@ -107,7 +107,7 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        """A hash of ``identity()``: the same run has the same id across machines and sessions."""
+        """A hash of ``identity()``: the same run has the same id on every machine, every time."""
         blob = json.dumps(self.identity(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

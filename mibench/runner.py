@@ -1,7 +1,7 @@
 """One run group, top to bottom: build -> train -> evaluate -> rows.
 
 ``run_group`` never raises for a failing run: a row's status is "ok", "diverged" (a NaN or
-infinite held-out estimate) or "error" (with the error). A ``Session`` holds what the runs of
+infinite held-out estimate) or "error" (with the error). A ``Workspace`` holds what the runs of
 one worker share: tasks are built once, so each data set is read and moved to its device once,
 and ``load_data`` reads them all before the first run. Who runs which group, and where, is
 ``mibench.executors``'s job.
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Session:
+class Workspace:
     """What the runs of one sweep share: where data and outputs live, and the tasks built so far
     (a task holds its data set on its device, so each is built once)."""
 
@@ -81,11 +81,11 @@ class Built:
 EVAL_SEED, TRAIN_EVAL_SEED, SAMPLE_SEED, HELDOUT_SAMPLE_SEED = 1_000_003, 2_000_003, 3_000_017, 4_000_037
 
 
-def build(specs: list[RunSpec], session: Session) -> Built:
+def build(specs: list[RunSpec], workspace: Workspace) -> Built:
     """Tasks, estimators (initial parameters from each run's seed) and data generators; with
     ``n_samples``, the fixed training and held-out samples (drawn from the run's seed)."""
     spec = specs[0]
-    levels = session.levels(spec)
+    levels = workspace.levels(spec)
     heldout = levels[-1].heldout()
     device = torch.device(spec.device)
 
@@ -202,24 +202,24 @@ def make_row(spec: RunSpec, *, wall_s: float, measured: Mapping[str, Any], sweep
         record_id=uuid.uuid4().hex[:16], worker=worker_name(), sweep_id=sweep_id, **measured)
 
 
-def run_group(specs: list[RunSpec], session: Session, sweep_id: str | None = None) -> list[tuple[RunRow, dict]]:
+def run_group(specs: list[RunSpec], workspace: Workspace, sweep_id: str | None = None) -> list[tuple[RunRow, dict]]:
     """Build, train and evaluate runs that differ only in their seed (one run, unless they ask
     for ``batch_seeds``). Returns a (row, trace) per run; never raises for a failing run."""
     device = torch.device(specs[0].device)
     t0 = time.perf_counter()
     traces = [{"run_id": s.run_id, "step": [], "estimate": [], "mi_true": []} for s in specs]
     try:
-        built = build(specs, session)
+        built = build(specs, workspace)
         _reset_peak_mem(device)
-        fits = train(specs, built, session.progress)
+        fits = train(specs, built, workspace.progress)
         truth, truth_train = built.heldout.ground_truth(), built.levels[-1].ground_truth()
         measured = []
         for spec, est, fitted, trace in zip(specs, built.estimators, fits, traces):
             mean, std = evaluate_run(spec, est, built.heldout)
             # the same estimate on what it trained on: its fixed sample, or fresh training draws
             train_mean, train_std = evaluate_run(spec, est, built.levels[-1], TRAIN_EVAL_SEED)
-            if spec.save_model and session.out_dir is not None:
-                save_outputs(spec, est, built.heldout, session.out_dir)
+            if spec.save_model and workspace.out_dir is not None:
+                save_outputs(spec, est, built.heldout, workspace.out_dir)
             trace.update(step=[s for s, _, _ in fitted.trace], estimate=[v for _, v, _ in fitted.trace],
                          mi_true=[t for _, _, t in fitted.trace])
             finite = math.isfinite(mean) and math.isfinite(std)
