@@ -365,3 +365,23 @@ def test_every_first_suite_task_samples_on_the_gpu(rescale):
         x, y = task.sample(256, generator=g)
         assert x.is_cuda and y.is_cuda and x.shape == (256, *task.x_shape) and y.shape == (256, *task.y_shape)
         assert torch.isfinite(x).all() and torch.isfinite(y).all(), name
+
+
+def test_truths_agree_with_bmis_own_package():
+    """BMI's ``mutual_information`` of each of its 53 tasks, from its package in its own
+    environment (scripts/bmi_truths.py saved them): analytic truths agree to 1e-6 nats, Monte
+    Carlo ones within 4 of mibench's standard errors (BMI's own estimate has an error too)."""
+    import json
+    from pathlib import Path
+
+    from mibench.distributions import TASK_FAMILIES
+
+    saved = Path(__file__).resolve().parents[1] / "results" / "reference" / "bmi_truths.json"
+    theirs = json.loads(saved.read_text())["mutual_information"]
+    assert len(theirs) == 53
+    for name, value in theirs.items():
+        truth = TASK_FAMILIES["bmi"].build({"name": name}).ground_truth()
+        if truth.method == "monte_carlo":
+            assert abs(truth.mi - value) < 4 * truth.stderr, (name, truth.mi, truth.stderr, value)
+        else:
+            assert truth.mi == pytest.approx(value, abs=1e-6), name
