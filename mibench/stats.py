@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 #: The columns that identify a cell (one summary row); the MI level is added through task_params.
 CELL_KEYS = ("task", "grid", "bound", "critic", "encoder", "n_negatives", "batch_size", "device", "steps",
-             "precision")
+             "precision", "n_samples")
 #: Values of cell keys that rows written before the key existed held implicitly.
-CELL_DEFAULTS = {"precision": "fp32"}
+CELL_DEFAULTS = {"precision": "fp32", "n_samples": None}     # None: trained on a stream
 
 N_BOOT = 2000
 BOOT_SEED = 0

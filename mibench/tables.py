@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 DISPLAY = {
     "task": "task", "grid": "grid", "bound": "bound", "critic": "critic", "encoder": "encoder",
     "n_negatives": "K", "batch_size": "B", "device": "device", "steps": "steps", "precision": "precision",
+    "n_samples": "training sample",
     "level": "level",
     "n_runs": "runs", "n_failed": "failed", "seeds": "seeds",
     "mi_true": "true MI [nats]", "mean": "estimate [nats]", "mean_train": "on training data [nats]",
@@ -102,7 +103,8 @@ def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         for c in _IDENTITY:
             if c in view and view[c].nunique(dropna=False) == 1:
                 value = view[c].iloc[0]
-                constant[DISPLAY[c]] = _fmt_seeds(value) if c == "seeds" else value
+                if not _missing(value):                  # e.g. no training sample: a stream
+                    constant[DISPLAY[c]] = _fmt_seeds(value) if c == "seeds" else value
                 view = view.drop(columns=c)
     if "mean_train" in view and pd.to_numeric(view["mean_train"], errors="coerce").isna().all():
         view = view.drop(columns="mean_train")           # results recorded before it existed
