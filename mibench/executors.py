@@ -60,6 +60,11 @@ class WorkOrder:
         _write_atomic(path, json.dumps(asdict(self)))
         return path
 
+    def run_ids(self) -> list[str]:
+        from .plan import RunSpec
+
+        return [RunSpec.from_dict(d).run_id for g in self.groups for d in g]
+
     @classmethod
     def load(cls, path: str | os.PathLike) -> "WorkOrder":
         return cls(**json.loads(Path(path).read_text()))
@@ -195,10 +200,9 @@ def _local(order: WorkOrder, opts: Options, out_dir: Path) -> None:
             lines = (out_dir / LOGS_DIR / f"{order.sweep_id}-{i}.log").read_text().strip().splitlines()
             failed.append(lines[-1] if lines else f"exit status {p.returncode}")
     if failed:
-        from .plan import RunSpec
         from .store import FinishedIndex
 
-        ids = [RunSpec.from_dict(d).run_id for g in order.groups for d in g]
+        ids = order.run_ids()
         left = len(ids) - FinishedIndex(out_dir, order.sweep_id if order.force else None).count(ids)
         if left:
             raise ConfigError(f"{len(failed)} of {n} workers failed and {left} runs are unfinished; "
@@ -209,10 +213,9 @@ def _local(order: WorkOrder, opts: Options, out_dir: Path) -> None:
 
 def _follow(order: WorkOrder, out_dir: Path, alive) -> None:
     """Wait while workers run, with a progress bar over the order's runs."""
-    from .plan import RunSpec
     from .store import FinishedIndex
 
-    ids = [RunSpec.from_dict(d).run_id for g in order.groups for d in g]
+    ids = order.run_ids()
     index = FinishedIndex(out_dir, order.sweep_id if order.force else None)
     bar = None
     if order.progress:

@@ -130,10 +130,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one record as one line, durably."""
+def append_jsonl(path: Path, records: dict[str, Any] | list[dict[str, Any]]) -> None:
+    """Append a record (or several) as lines with one write, durably, starting on a fresh line."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(_clean(record), sort_keys=True) + "\n"
+    records = [records] if isinstance(records, dict) else records
+    line = "".join(json.dumps(_clean(r), sort_keys=True) + "\n" for r in records)
     with open(path, "ab+") as f:
         f.seek(0, os.SEEK_END)
         if f.tell() > 0:            # a run killed mid-write may have left a line unfinished

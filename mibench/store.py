@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .interface import ConfigError
-from .results import FINISHED, PENDING_DIR, RUNS_FILE, TRACES_FILE, _clean, _problem, pending_records, read_jsonl
+from .results import (FINISHED, PENDING_DIR, RUNS_FILE, TRACES_FILE, _clean, _problem, append_jsonl, pending_records,
+                      read_jsonl)
 
 CLAIMS_DIR = "claims"
 LOCK_FILE = "merge.lock"
@@ -233,7 +234,7 @@ class Store:
             merged = {r.get("record_id") for r in read_jsonl(self.dir / RUNS_FILE)
                       if isinstance(r, dict) and r.get("record_id")}
             new = [rec for _, rec in records if rec.get("row", {}).get("record_id") not in merged]
-            if new:
+            if new:                       # traces first: a row means "finished"
                 self._append(self.dir / TRACES_FILE, [rec["trace"] for rec in new if "trace" in rec])
                 self._append(self.dir / RUNS_FILE, [rec["row"] for rec in new])
             for path, _ in records:
@@ -242,18 +243,8 @@ class Store:
             return len(new)
 
     def _append(self, path: Path, records: list[dict[str, Any]]) -> None:
-        """Append records as lines with one write, flushed, starting on a fresh line."""
-        text = "".join(json.dumps(_clean(r), sort_keys=True) + "\n" for r in records)
         with _writing(path):
-            with open(path, "ab+") as f:
-                f.seek(0, os.SEEK_END)
-                if f.tell() > 0:
-                    f.seek(-1, os.SEEK_END)
-                    if f.read(1) != b"\n":      # a merge killed mid-line left it unfinished
-                        text = "\n" + text
-                f.write(text.encode())
-                f.flush()
-                os.fsync(f.fileno())
+            append_jsonl(path, records)
 
 
 class FinishedIndex:

@@ -26,8 +26,7 @@ from mibench.results import RUNS_FILE, SCHEMA_VERSION, TRACES_FILE, append_jsonl
 def _rewrite(path: Path, records: list[dict]) -> None:
     tmp = path.with_name(path.name + ".upgrade")
     tmp.unlink(missing_ok=True)
-    for record in records:
-        append_jsonl(tmp, record)
+    append_jsonl(tmp, records)
     os.replace(tmp, path)
 
 

@@ -30,6 +30,22 @@ def mnist_train():
     return PairedImages("mnist", "train")
 
 
+def kill_after_rows(cmd: list[str], out, n: int = 2, timeout: float = 120) -> None:
+    """Start ``cmd`` (a sweep into ``out``), wait until ``out`` holds n rows, then kill -9 it."""
+    import signal
+    import subprocess
+    import time
+
+    from mibench.results import load_rows
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and len(load_rows(out)) < n:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_HEAD
+from conftest import TINY_HEAD, kill_after_rows
 from mibench.cli import main
 from mibench.executors import sweep
 from mibench.results import RUNS_FILE, load_rows, pending_records, read_jsonl
@@ -109,12 +109,7 @@ def test_a_worker_killed_mid_run_leaves_its_run_to_the_others(tmp_path):
 def test_a_killed_driver_resumes_without_loss_or_duplicates(tmp_path):
     out = tmp_path / "out"
     cmd = mibench_cmd("run", "--task", tiny(tmp_path, steps=600), "--out", str(out))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(load_rows(out)) < 2:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_rows(cmd, out)
     # what a kill in the middle of a write leaves: a temporary record and a cut line
     (out / "pending" / ".x-y.json.0000.tmp").write_text('{"row": {"run_id"')
     with open(out / RUNS_FILE, "a") as f:

@@ -3,17 +3,15 @@
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from conftest import TINY_HEAD
+from conftest import TINY_HEAD, kill_after_rows
 from mibench import bounds as B
 from mibench.cli import main
 from mibench.plan import expand
@@ -106,12 +104,7 @@ def test_killed_sweep_loses_nothing_and_resumes(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "mibench.cli", "run", "--task", tiny(tmp_path, steps=400),
            "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(load_rows(out)) < 2:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_rows(cmd, out)
     done = {r["run_id"] for r in load_rows(out)}
     assert 2 <= len(done) < 8
     with open(out / RUNS_FILE, "a") as f:     # what a write cut short would leave behind

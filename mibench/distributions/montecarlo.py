@@ -94,16 +94,13 @@ def _read_cached(path: Path, key: dict) -> tuple[float, float, float] | None:
 
 
 def _write_cached(path: Path, record: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from ..store import StoreError, _write_atomic, _writing
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("could not write the truth cache %s (%s); the truth is kept in memory only", path, exc)
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+        with _writing(path.parent):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
+    except StoreError as exc:
+        log.warning("%s; the truth is kept in memory only", exc)
 
 
