@@ -131,19 +131,27 @@ def _clean(value: Any) -> Any:
 
 
 def append_jsonl(path: Path, records: dict[str, Any] | list[dict[str, Any]]) -> None:
-    """Append a record (or several) as lines with one write, durably, starting on a fresh line."""
+    """Append a record (or several) as lines with one write, durably, starting on a fresh line.
+    A write that fails (no space left) is undone: the file is cut back to its old length."""
     path.parent.mkdir(parents=True, exist_ok=True)
     records = [records] if isinstance(records, dict) else records
     line = "".join(json.dumps(_clean(r), sort_keys=True) + "\n" for r in records)
     with open(path, "ab+") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() > 0:            # a run killed mid-write may have left a line unfinished
+        start = f.seek(0, os.SEEK_END)
+        if start > 0:               # a run killed mid-write may have left a line unfinished
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":
                 line = "\n" + line
-        f.write(line.encode())
-        f.flush()
-        os.fsync(f.fileno())
+        try:
+            f.write(line.encode())
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError:
+            try:
+                f.truncate(start)
+            except OSError:
+                pass
+            raise
 
 
 _warned: set[tuple[str, int]] = set()

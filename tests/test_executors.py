@@ -248,3 +248,41 @@ def test_the_slurm_executor_writes_an_sbatch_array_script(tmp_path):
     for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1", "#SBATCH --time=30",
                  "#SBATCH --mem=16GB", "#SBATCH --cpus-per-task=4", "#SBATCH --array=0-4%5"):
         assert line in text, text
+
+
+def test_a_failed_append_leaves_no_half_line(tmp_path, monkeypatch):
+    """No space left in the middle of the merge's append: the file is cut back, so runs.jsonl
+    never holds a half-written row, and the records stay pending for the next merge."""
+    import builtins
+
+    from mibench.results import append_jsonl
+
+    path = tmp_path / "runs.jsonl"
+    append_jsonl(path, {"run_id": "a", "status": "ok"})
+    before = path.read_bytes()
+    real_open = builtins.open
+
+    class HalfWriter:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+    monkeypatch.setattr(builtins, "open", lambda p, *a, **k: HalfWriter(real_open(p, *a, **k))
+                        if str(p) == str(path) else real_open(p, *a, **k))
+    with pytest.raises(OSError):
+        append_jsonl(path, [{"run_id": "b", "status": "ok"}, {"run_id": "c", "status": "ok"}])
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert path.read_bytes() == before
