@@ -188,13 +188,14 @@ def pending_records(out_dir: str | os.PathLike) -> list[tuple[Path, dict[str, An
     folder = Path(out_dir) / PENDING_DIR
     if not folder.is_dir():
         return []
-    out = []
-    for path in sorted(folder.glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name)):
-        try:
-            out.append((path, json.loads(path.read_text(encoding="utf-8"))))
-        except (OSError, json.JSONDecodeError):          # renamed away by a merge, or foreign
+    found = []
+    for path in folder.glob("*.json"):
+        try:                              # another process's merge may delete it at any moment
+            found.append((path.stat().st_mtime_ns, path.name, path,
+                          json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, json.JSONDecodeError):          # merged away meanwhile, or foreign
             continue
-    return out
+    return [(path, record) for _, _, path, record in sorted(found, key=lambda f: f[:2])]
 
 
 def _problem(row: Any) -> str | None:

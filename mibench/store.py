@@ -151,12 +151,14 @@ class Store:
         """Claim a run for this process, or None when a live worker holds it."""
         path = self.claims / run_id
         for _ in range(3):
-            try:
-                with _writing(path):
+            with _writing(path):
+                try:
                     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except StoreError:
-                if not path.exists():
-                    raise
+                except FileExistsError:
+                    fd = None
+            if fd is None:
+                if not path.exists():            # released a moment ago: try again
+                    continue
                 if not self._stale(path):
                     return None
                 _take_away(path)
