@@ -7,8 +7,10 @@
   ``record_id`` is already in ``runs.jsonl`` (a merge killed before deleting it) is only deleted.
 * ``claim(run_id)`` creates ``claims/RUN_ID`` with O_EXCL, naming the worker; the holder's
   heartbeat keeps its mtime fresh. A claim whose process is gone (same host) or whose heartbeat
-  is older than ``STALE_S`` is taken over, by renaming it away first, so two takers cannot both
-  win. Concurrent drivers and workers therefore never train the same run twice.
+  is older than ``STALE_S`` is taken over (renamed away, then created anew). Live workers'
+  claims are never taken, so concurrent drivers and workers do not train a run twice; the one
+  window left is two processes taking over the same dead claim at the same instant, where the
+  later rename can move the claim the earlier one has just created.
 * Every write failure (no space, read-only, a file where a folder should be) becomes a
   ``StoreError``: one line naming the path and the cause (the CLI exits 2), nothing half-written.
 """
@@ -84,9 +86,8 @@ def _alive(owner: str) -> bool:
 
 
 def _take_away(path: Path) -> None:
-    """Remove an abandoned claim or lock. It is renamed first: when two processes find it
-    abandoned at once, only one rename succeeds, so the other cannot remove a fresh claim
-    created in between."""
+    """Remove an abandoned claim or lock: renamed to a unique name, then deleted, so that of
+    two processes removing it at once only one rename succeeds."""
     gone = path.with_name(f".{path.name}.stale-{uuid.uuid4().hex[:8]}")
     with contextlib.suppress(OSError):
         os.replace(path, gone)
