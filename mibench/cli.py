@@ -70,6 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     overrides = {"bounds": args.bounds, "critics": args.critics, "negatives": args.negatives,
                  "batch_sizes": args.batch_sizes, "devices": args.devices, "seeds": args.seeds,
+                 "grids": args.grids,
                  "steps": args.steps, "epochs": args.epochs, "batch_seeds": args.batch_seeds or None,
                  "precision": args.precision}
     executor = {"workers": args.workers, "wait": False if args.no_wait else None, "partition": args.partition,
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-sizes", type=_csv(int), help="comma-separated")
     run.add_argument("--devices", type=_csv(str), help="comma-separated: cpu,cuda (absent ones are skipped)")
     run.add_argument("--seeds", type=_csv(int), help="comma-separated")
+    run.add_argument("--grids", type=_csv(str), help="only these grids of the preset, e.g. joint,cubic_joint")
     budget = run.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="training steps per run")
     budget.add_argument("--epochs", type=float, help="training epochs per run (data-set tasks)")

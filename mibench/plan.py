@@ -25,10 +25,11 @@ from typing import Any, Mapping
 
 import torch
 
-from .bounds import BOUNDS
+from .bounds import BOUNDS, bound_options
 from .distributions import TASK_FAMILIES
 from .estimators import EstimatorSpec, estimator_for
 from .interface import PRECISIONS, ConfigError, check_keys, number
+from .registry import unknown_name
 from .presets import AXES, TRAIN_KEYS, Preset, estimator_keys, load_preset
 from .results import FINISHED, SCHEMA_VERSION, default_out_dir, load_rows
 
@@ -241,14 +242,17 @@ def _expand_grid(preset: Preset, grid: Mapping[str, Any], train: dict[str, Any],
     _check_axes(axes, where)
     options = _train_options(train, where)
     task_lists = {k: _as_list(v) for k, v in task_axes.items()}
-    names = list(axes) + list(task_lists)
+    # A bound option given as a list (tau = [1.0, 5.0, inf]) is one more axis; bounds without
+    # that option ignore it, and their duplicate runs are merged by ``merge_duplicates``.
+    option_lists = {k: list(v) for k, v in est_base.items() if k in bound_options() and isinstance(v, (list, tuple))}
+    names = list(axes) + list(task_lists) + list(option_lists)
     specs = []
-    for values in itertools.product(*axes.values(), *task_lists.values()):
+    for values in itertools.product(*axes.values(), *task_lists.values(), *option_lists.values()):
         cell = dict(zip(names, values))
         params = {**preset.task_params, **{k: cell[k] for k in task_lists}}
         try:
-            est = EstimatorSpec.from_dict({**est_base, "bound": cell["bound"], "critic": cell["critic"],
-                                           "negatives": cell["negatives"]})
+            est = EstimatorSpec.from_dict({**est_base, **{k: cell[k] for k in option_lists}, "bound": cell["bound"],
+                                           "critic": cell["critic"], "negatives": cell["negatives"]})
             est.n_negatives(cell["batch_size"])      # K <= B - 1
             if options["batch_seeds"] and not BOUNDS[est.bound].batchable:
                 raise ConfigError(f"bound {est.bound!r} cannot train as a batched model; "
@@ -289,17 +293,26 @@ def expand(preset: Preset, *, quick: bool = False, overrides: Mapping[str, Any] 
     """All runs of the preset, each once: for each grid, the product of its axes.
 
     ``overrides`` maps axis names (bounds, critics, negatives, batch_sizes, devices, seeds) to
-    lists, or a [train] key (steps or epochs, batch_seeds, precision) to a value; they replace
+    lists, ``grids`` to the names of the grids to expand (the others are left out; a run that an
+    unselected grid shares carries only the selected grids' labels), or a [train] key (steps or epochs, batch_seeds, precision) to a value; they replace
     the preset's values in every grid, and a budget given here replaces the preset's budget
     whichever way that was given.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    check_keys(overrides, {*AXES, *TRAIN_KEYS}, "overrides")
+    check_keys(overrides, {*AXES, *TRAIN_KEYS, "grids"}, "overrides")
+    tables = preset.grid_tables(quick)
+    if "grids" in overrides:
+        names = [str(t.get("name", "")) for _, t in tables]
+        for name in overrides["grids"]:
+            if name not in names:
+                raise ConfigError(unknown_name(f"grid of {preset.name}", name, names, "Its grids"))
+        chosen = set(overrides.pop("grids"))
+        tables = [(w, t) for w, t in tables if str(t.get("name", "")) in chosen]
     budget = {"steps", "epochs"} & set(overrides)
     train = {k: v for k, v in preset.train.items() if not (budget and k in ("steps", "epochs"))}
     checker = _Checker()
     specs: list[RunSpec] = []
-    for where, table in preset.grid_tables(quick):
+    for where, table in tables:
         grid = {k: v for k, v in table.items() if not (budget and k in ("steps", "epochs"))}
         specs += _expand_grid(preset, {**grid, **overrides}, train, where, checker)
     return merge_duplicates(specs)

@@ -91,6 +91,7 @@ class RunRow:
     train_s: float | None = None
     batched_models: int | None = None
     peak_mem_mb: float | None = None
+    bound_options: dict[str, Any] | None = None   # the bound's options (SMILE's tau, ...), defaults filled
     record_id: str | None = None   # one training attempt: merges skip a record already merged
     worker: str | None = None      # host:pid that trained it
     sweep_id: str | None = None    # the sweep (one planning) it was trained in
@@ -246,13 +247,38 @@ def load_results(out_dir: str | os.PathLike):
     return to_frame(load_rows(out_dir))
 
 
+#: The fields of an estimator spec (``EstimatorSpec``) other than the bound's options; a test
+#: keeps the two in step. Rows recorded before ``bound_options`` hold the options in the spec.
+SPEC_FIELDS = frozenset({"bound", "critic", "hidden", "critic_dim", "temperature", "encoder", "encoder_hidden",
+                         "embed_dim", "shared", "negatives"})
+
+
+def bound_options_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The bound options a run was trained with (empty for rows of schema 1, whose spec held the
+    options of every bound)."""
+    if isinstance(row.get("bound_options"), dict):
+        return row["bound_options"]
+    spec = row.get("spec")
+    if not isinstance(spec, dict) or row.get("schema_version", 1) < 2:
+        return {}
+    est = spec.get("estimator") or {}
+    return {k: v for k, v in est.items() if k not in SPEC_FIELDS}
+
+
+def options_text(options: dict[str, Any]) -> str:
+    """{"tau": 1.0} -> "tau=1": the cell label of a bound's options."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(options.items()))
+
+
 def to_frame(rows: list[dict[str, Any]]):
-    """Run rows as a DataFrame, one row per run, with the measurement columns numeric."""
+    """Run rows as a DataFrame, one row per run, with the measurement columns numeric and an
+    ``options`` column (the bound's options as text, "tau=5")."""
     import pandas as pd
 
     if not rows:
         return pd.DataFrame()
     df = pd.json_normalize(rows, max_level=0)
+    df["options"] = [options_text(bound_options_of(r)) for r in rows]
     for col in ("mi_estimate", "mi_true", "mi_std", "mi_estimate_train", "mi_std_train", "pairs_per_s",
                 "steps_per_s", "peak_mem_mb", "wall_s"):
         if col in df:

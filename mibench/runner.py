@@ -197,7 +197,7 @@ def make_row(spec: RunSpec, *, wall_s: float, measured: Mapping[str, Any], sweep
         critic=bound.critic_name(est.critic), encoder=est.encoder, shared_encoder=est.shared,
         n_negatives=spec.n_negatives, batch_size=spec.batch_size, device=spec.device, seed=spec.seed,
         steps=spec.steps, epochs=spec.epochs, lr=spec.lr, staircase=list(spec.staircase),
-        precision=spec.precision, spec=spec.to_dict(), wall_s=wall_s, threads=torch.get_num_threads(),
+        precision=spec.precision, spec=spec.to_dict(), bound_options=dict(est.options), wall_s=wall_s, threads=torch.get_num_threads(),
         versions=_versions(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_commit=git_commit(),
         record_id=uuid.uuid4().hex[:16], worker=worker_name(), sweep_id=sweep_id, **measured)
 

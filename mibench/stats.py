@@ -29,10 +29,10 @@ from .interface import level_of_step
 log = logging.getLogger(__name__)
 
 #: The columns that identify a cell (one summary row); the MI level is added through task_params.
-CELL_KEYS = ("task", "grid", "bound", "critic", "encoder", "n_negatives", "batch_size", "device", "steps",
+CELL_KEYS = ("task", "grid", "bound", "options", "critic", "encoder", "n_negatives", "batch_size", "device", "steps",
              "precision", "n_samples")
 #: Values of cell keys that rows written before the key existed held implicitly.
-CELL_DEFAULTS = {"precision": "fp32", "n_samples": None}     # None: trained on a stream
+CELL_DEFAULTS = {"precision": "fp32", "n_samples": None, "options": ""}     # None: trained on a stream
 
 N_BOOT = 2000
 BOOT_SEED = 0

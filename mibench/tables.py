@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 #: Display names, with units, for the columns ``write_tables`` writes (in this order).
 DISPLAY = {
-    "task": "task", "grid": "grid", "bound": "bound", "critic": "critic", "encoder": "encoder",
+    "task": "task", "grid": "grid", "bound": "bound", "options": "options", "critic": "critic", "encoder": "encoder",
     "n_negatives": "K", "batch_size": "B", "device": "device", "steps": "steps", "precision": "precision",
     "n_samples": "training sample",
     "level": "level",
@@ -131,7 +131,7 @@ def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 def _numeric_columns(view: pd.DataFrame) -> list[bool]:
     """Right-align the columns that hold numbers (the identity columns K, B, steps too)."""
-    words = {"task", "grid", "bound", "critic", "encoder", "device", "task parameters"}
+    words = {"task", "grid", "bound", "options", "critic", "encoder", "device", "task parameters"}
     return [c not in words for c in view.columns]
 
 

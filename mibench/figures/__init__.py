@@ -40,6 +40,21 @@ __all__ = ["fig_training", "fig_staircase", "fig_bias_sd", "fig_negatives", "fig
 log = logging.getLogger(__name__)
 
 
+def _split_by_options(frame: pd.DataFrame) -> pd.DataFrame:
+    """A bound trained with several option values (SMILE at tau = 1, 5, inf) becomes one line
+    per value: its ``bound`` reads "SMILE (tau=1)", which figures show as is."""
+    if frame.empty or "options" not in frame or "bound" not in frame:
+        return frame
+    opts = frame["options"].fillna("")
+    several = opts.groupby(frame["bound"]).nunique()
+    split = frame["bound"].map(lambda b: several.get(b, 0) > 1)
+    if not split.any():
+        return frame
+    frame = frame.copy()
+    frame.loc[split, "bound"] = [f"{bound_label(b)} ({o})" for b, o in zip(frame["bound"][split], opts[split])]
+    return frame
+
+
 def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.DataFrame,
                  summary: pd.DataFrame, staircase: pd.DataFrame,
                  embeddings: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
@@ -57,6 +72,7 @@ def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.D
     if runs.empty:
         log.info("no runs: no figures")
         return []
+    runs, summary, staircase = (_split_by_options(f) for f in (runs, summary, staircase))
     stair = staircase_runs(runs)
     plain = runs[~runs.index.isin(stair.index)]
     plain_summary = summary[~cells_of(summary, stair)]
