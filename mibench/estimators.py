@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -41,8 +41,20 @@ class EstimatorSpec:
     shared: bool = False
     negatives: int | str = "all"
     options: tuple[tuple[str, float], ...] = ()
+    library: str = "mibench"
+
+    kind: ClassVar[str] = "neural"
 
     def __post_init__(self):
+        if not isinstance(self.library, str) or not self.library:
+            raise ConfigError(f"estimator: library must be a name, got {self.library!r}")
+        if self.library != "mibench":
+            # another library's bound, by that library's name for it: checked when the run
+            # builds it (mibench.libraries), so an unknown name is that run's error row
+            object.__setattr__(self, "options", tuple(sorted(dict(self.options).items())))
+            for key in ("hidden", "encoder_hidden"):
+                object.__setattr__(self, key, tuple(getattr(self, key)))
+            return
         if self.bound not in BOUNDS:
             raise ConfigError(BOUNDS.unknown_message(self.bound))
         if self.critic not in CRITICS:
@@ -81,6 +93,8 @@ class EstimatorSpec:
     def to_dict(self) -> dict[str, Any]:
         """A plain table that ``from_dict`` reads back: the bound's options sit beside the rest."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
+        if self.library == "mibench":       # the default stays out, so run ids predating it hold
+            del d["library"]
         d.update(self.options)
         d["hidden"], d["encoder_hidden"] = list(self.hidden), list(self.encoder_hidden)
         return d
@@ -181,7 +195,12 @@ def build_estimator(spec: EstimatorSpec | Mapping[str, Any], x_shape: tuple[int,
 
 
 def estimator_for(spec: EstimatorSpec, task, *, seed: int | None = None) -> TransformedEstimator:
-    """``build_estimator`` for a task: its input shapes, and H(y) when the bound needs it."""
+    """``build_estimator`` for a task: its input shapes, and H(y) when the bound needs it.
+    A spec of another library is built by that library's adapter (``mibench.libraries``)."""
+    if spec.library != "mibench":
+        from .libraries import build_library_estimator
+
+        return build_library_estimator(spec, task, seed=seed)
     entropy_y = task.entropy_y() if BOUNDS[spec.bound].needs_entropy_y and isinstance(task, HasEntropyY) else None
     return build_estimator(spec, task.x_shape, task.y_shape, entropy_y, seed=seed)
 

@@ -28,6 +28,7 @@ import torch
 from .bounds import BOUNDS, bound_options
 from .distributions import TASK_FAMILIES
 from .estimators import EstimatorSpec, estimator_for
+from .sample import SAMPLE_ESTIMATORS, SampleSpec, sample_options
 from .interface import PRECISIONS, ConfigError, check_keys, number
 from .registry import unknown_name
 from .presets import AXES, TRAIN_KEYS, Preset, estimator_keys, load_preset
@@ -48,7 +49,7 @@ class RunSpec:
     grids: tuple[str, ...]              # labels: the grids of the preset this run belongs to
     family: str
     task_params: tuple[tuple[str, Any], ...]
-    estimator: EstimatorSpec
+    estimator: EstimatorSpec | SampleSpec   # a neural estimator, or a sample estimator's name and options
     batch_size: int
     steps: int
     lr: float
@@ -88,16 +89,27 @@ class RunSpec:
         grid = d.pop("grid", "")
         names = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in names}
+        est = dict(d["estimator"])
+        est = SampleSpec.from_dict(est) if est.get("kind") == "sample" else EstimatorSpec.from_dict(est)
         return cls(**{**d, "grids": tuple(grids if grids is not None else [grid]),
                       "task_params": tuple(sorted(dict(d["task_params"]).items())),
-                      "estimator": EstimatorSpec.from_dict(d["estimator"]),
+                      "estimator": est,
                       "staircase": tuple(d.get("staircase", ()))})
+
+    @property
+    def is_sample(self) -> bool:
+        """A sample estimator's run: no training, one estimate on ``n_samples`` pairs."""
+        return self.estimator.kind == "sample"
 
     def identity(self) -> dict[str, Any]:
         """What is trained and evaluated: the run id hashes this and nothing else."""
+        if self.is_sample:
+            return {"family": self.family, "task_params": dict(self.task_params), "estimator": self.estimator.to_dict(),
+                    "seed": self.seed, "n_samples": self.n_samples, "device": self.device}
         est = self.estimator.to_dict()
         est["negatives"] = self.n_negatives                      # "all" and B - 1 train alike
-        est["critic"] = BOUNDS[self.estimator.bound].critic_name(self.estimator.critic)
+        if self.estimator.library == "mibench":
+            est["critic"] = BOUNDS[self.estimator.bound].critic_name(self.estimator.critic)
         ident = {"family": self.family, "task_params": dict(self.task_params), "estimator": est,
                  "batch_size": self.batch_size, "steps": self.steps, "lr": self.lr, "device": self.device,
                  "seed": self.seed, "eval_batches": self.eval_batches, "eval_batch_size": self.eval_batch_size,
@@ -156,7 +168,7 @@ class _Checker:
 
     def estimator(self, spec: EstimatorSpec, task, where: str) -> None:
         key = (spec, task.x_shape, task.y_shape, type(task))
-        if key in self.estimators:
+        if key in self.estimators or spec.library != "mibench":   # another library: checked by its run
             return
         try:
             with torch.device("meta"), torch.random.fork_rng(devices=[]):
@@ -242,6 +254,8 @@ def _expand_grid(preset: Preset, grid: Mapping[str, Any], train: dict[str, Any],
     _check_axes(axes, where)
     options = _train_options(train, where)
     task_lists = {k: _as_list(v) for k, v in task_axes.items()}
+    if "estimators" in grid:
+        return _expand_sample_grid(preset, grid, options, axes, task_lists, where, checker)
     # A bound option given as a list (tau = [1.0, 5.0, inf]) is one more axis; bounds without
     # that option ignore it, and their duplicate runs are merged by ``merge_duplicates``.
     option_lists = {k: list(v) for k, v in est_base.items() if k in bound_options() and isinstance(v, (list, tuple))}
@@ -254,7 +268,7 @@ def _expand_grid(preset: Preset, grid: Mapping[str, Any], train: dict[str, Any],
             est = EstimatorSpec.from_dict({**est_base, **{k: cell[k] for k in option_lists}, "bound": cell["bound"],
                                            "critic": cell["critic"], "negatives": cell["negatives"]})
             est.n_negatives(cell["batch_size"])      # K <= B - 1
-            if options["batch_seeds"] and not BOUNDS[est.bound].batchable:
+            if options["batch_seeds"] and (est.library != "mibench" or not BOUNDS[est.bound].batchable):
                 raise ConfigError(f"bound {est.bound!r} cannot train as a batched model; "
                                   "run it with batch_seeds = false")
             ev = {"batches": 50, "batch_size": cell["batch_size"], "n_samples": options["n_samples"],
@@ -285,6 +299,37 @@ def _expand_grid(preset: Preset, grid: Mapping[str, Any], train: dict[str, Any],
             raise ConfigError(f"{where}: {exc}") from None
         for p in level_params:
             checker.estimator(est, checker.task(preset.family, p, f"{where} task"), where)
+        specs.append(spec)
+    return specs
+
+
+def _expand_sample_grid(preset: Preset, grid: Mapping[str, Any], options: dict[str, Any], axes: dict[str, list],
+                        task_lists: dict[str, list], where: str, checker: _Checker) -> list[RunSpec]:
+    """The runs of a grid of sample estimators: one per name, seed, device and task.
+
+    Names and options are not checked here: an unknown name or a bad option is that run's
+    error row (``mibench.sample``), so the rest of the sweep goes on."""
+    n = options["n_samples"]
+    if n is None:
+        raise ConfigError(f"{where}: sample estimators need n_samples (the size of the sample each "
+                          "estimate gets), e.g. n_samples = 5000")
+    if options["staircase"]:
+        raise ConfigError(f"{where}: sample estimators take no staircase (they train nothing)")
+    names = [str(v) for v in _as_list(grid["estimators"])]
+    given = {k: v for k, v in grid.items() if k in sample_options()}
+    specs = []
+    task_names = list(task_lists)
+    for name, device, seed, *task_values in itertools.product(names, axes["device"], axes["seed"],
+                                                               *task_lists.values()):
+        params = {**preset.task_params, **dict(zip(task_names, task_values))}
+        checker.task(preset.family, params, f"{where} task")
+        known = SAMPLE_ESTIMATORS[name].options if name in SAMPLE_ESTIMATORS else given
+        opts = {k: v for k, v in given.items() if k in known}
+        spec = RunSpec(
+            preset=preset.name, grids=(str(grid.get("name", "")),), family=preset.family,
+            task_params=tuple(sorted(params.items())), estimator=SampleSpec.from_dict({"name": name, **opts}),
+            batch_size=n, steps=0, lr=0.0, device=device, seed=seed, eval_batches=0, eval_batch_size=0,
+            log_every=0, n_samples=n)
         specs.append(spec)
     return specs
 

@@ -23,6 +23,7 @@ from .distributions import TASK_FAMILIES
 from .estimators import EstimatorSpec
 from .interface import ConfigError, check_keys
 from .registry import unknown_name
+from .sample import sample_options
 
 # Grid axes and the RunSpec / EstimatorSpec field each one sets.
 AXES = {"bounds": "bound", "critics": "critic", "negatives": "negatives",
@@ -41,7 +42,9 @@ def estimator_keys() -> set[str]:
 
 
 def grid_keys() -> set[str]:
-    return {"name", "task", *AXES, *TRAIN_KEYS, *estimator_keys()}
+    """Keys a grid may set: the axes, [train] and [estimator] keys, and ``estimators`` (sample
+    estimators by name) with their options."""
+    return {"name", "task", "estimators", *AXES, *TRAIN_KEYS, *estimator_keys(), *sample_options()}
 
 
 @dataclass

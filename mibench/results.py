@@ -92,6 +92,9 @@ class RunRow:
     batched_models: int | None = None
     peak_mem_mb: float | None = None
     bound_options: dict[str, Any] | None = None   # the bound's options (SMILE's tau, ...), defaults filled
+    estimator_kind: str = "neural"  # "neural" (a trained critic) or "sample" (one estimate on a sample)
+    library: str = "mibench"        # whose implementation: mibench, torch-mist, an external program's
+    estimate_s: float | None = None # sample estimators: seconds of the one estimate call
     record_id: str | None = None   # one training attempt: merges skip a record already merged
     worker: str | None = None      # host:pid that trained it
     sweep_id: str | None = None    # the sweep (one planning) it was trained in
@@ -249,7 +252,7 @@ def load_results(out_dir: str | os.PathLike):
 
 #: The fields of an estimator spec (``EstimatorSpec``) other than the bound's options; a test
 #: keeps the two in step. Rows recorded before ``bound_options`` hold the options in the spec.
-SPEC_FIELDS = frozenset({"bound", "critic", "hidden", "critic_dim", "temperature", "encoder", "encoder_hidden",
+SPEC_FIELDS = frozenset({"bound", "library", "critic", "hidden", "critic_dim", "temperature", "encoder", "encoder_hidden",
                          "embed_dim", "shared", "negatives"})
 
 

@@ -29,6 +29,7 @@ from .estimators import TransformedEstimator, estimator_for
 from .interface import ConfigError, HasLabels, NeedsData, Task, level_of_step
 from .plan import RunSpec
 from .results import RunRow, git_commit
+from .sample import run_sample
 from .store import worker_name
 from .train import FiniteSample, FitResult, evaluate, evaluate_sample, fit, fit_batched
 
@@ -189,8 +190,26 @@ def _peak_mem_mb(device: torch.device) -> float:
 
 
 def make_row(spec: RunSpec, *, wall_s: float, measured: Mapping[str, Any], sweep_id: str | None = None) -> RunRow:
-    """The one place a row is made: the spec's fields, then what the run measured (or its error)."""
-    est, bound = spec.estimator, BOUNDS[spec.estimator.bound]
+    """The one place a row is made: the spec's fields, then what the run measured (or its error).
+    A sample estimator's row leaves the training columns empty."""
+    common = dict(
+        run_id=spec.run_id, task=spec.preset, grid=spec.grid, grids=list(spec.grids), family=spec.family,
+        task_params=dict(spec.task_params), device=spec.device, seed=spec.seed, spec=spec.to_dict(), wall_s=wall_s,
+        threads=torch.get_num_threads(), versions=_versions(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        git_commit=git_commit(), record_id=uuid.uuid4().hex[:16], worker=worker_name(), sweep_id=sweep_id)
+    est = spec.estimator
+    if spec.is_sample:
+        name, library = est.display()
+        return RunRow(**common, bound=name, bound_kind="sample", critic=None, encoder=None, shared_encoder=None,
+                      n_negatives=None, batch_size=None, steps=None, epochs=None, lr=None, staircase=[],
+                      precision=None, bound_options=est.shown_options(), estimator_kind="sample",
+                      library=library, **measured)
+    if est.library != "mibench":
+        return RunRow(**common, bound=est.bound, bound_kind="library", critic=est.critic, encoder=est.encoder,
+                      shared_encoder=est.shared, n_negatives=spec.n_negatives, batch_size=spec.batch_size,
+                      steps=spec.steps, epochs=spec.epochs, lr=spec.lr, staircase=list(spec.staircase),
+                      precision=spec.precision, bound_options=dict(est.options), library=est.library, **measured)
+    bound = BOUNDS[est.bound]
     return RunRow(
         run_id=spec.run_id, task=spec.preset, grid=spec.grid, grids=list(spec.grids), family=spec.family,
         task_params=dict(spec.task_params), bound=est.bound, bound_kind=bound.kind,
@@ -202,9 +221,36 @@ def make_row(spec: RunSpec, *, wall_s: float, measured: Mapping[str, Any], sweep
         record_id=uuid.uuid4().hex[:16], worker=worker_name(), sweep_id=sweep_id, **measured)
 
 
+def run_sample_estimator(spec: RunSpec, workspace: Workspace, sweep_id: str | None = None) -> tuple[RunRow, dict]:
+    """One sample estimator's run: ``n_samples`` pairs drawn from the task with the run's seed,
+    one timed estimate. Any failure (an unknown name, a bad option, an estimator that raises,
+    an external program that fails) is the row's error."""
+    t0 = time.perf_counter()
+    trace = {"run_id": spec.run_id, "step": [], "estimate": [], "mi_true": []}
+    try:
+        task = workspace.task(spec.family, dict(spec.task_params), spec.device)
+        if isinstance(task, NeedsData):
+            task.load()
+        truth = task.ground_truth()
+        generator = torch.Generator(device=torch.device(spec.device)).manual_seed(spec.seed + SAMPLE_SEED)
+        got = run_sample(spec.estimator, task, n=spec.n_samples, seed=spec.seed, generator=generator)
+        measured = dict(status="ok" if got["finite"] else "diverged",
+                        error=None if got["finite"] else "non-finite estimate",
+                        mi_true=truth.mi, mi_true_train=truth.mi, truth_method=truth.method, task_name=task.name,
+                        mi_estimate=got["mi_estimate"], n_samples=spec.n_samples, estimate_s=got["estimate_s"],
+                        pairs_per_s=got["pairs_per_s"])
+    except Exception as exc:          # every failure of a sample estimator is its row
+        log.warning("run %s (%s) failed: %s", spec.run_id, spec.estimator.name, exc)
+        measured = dict(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=4),
+                        n_samples=spec.n_samples)
+    return make_row(spec, wall_s=time.perf_counter() - t0, measured=measured, sweep_id=sweep_id), trace
+
+
 def run_group(specs: list[RunSpec], workspace: Workspace, sweep_id: str | None = None) -> list[tuple[RunRow, dict]]:
     """Build, train and evaluate runs that differ only in their seed (one run, unless they ask
     for ``batch_seeds``). Returns a (row, trace) per run; never raises for a failing run."""
+    if specs[0].is_sample:
+        return [run_sample_estimator(s, workspace, sweep_id) for s in specs]
     device = torch.device(specs[0].device)
     t0 = time.perf_counter()
     traces = [{"run_id": s.run_id, "step": [], "estimate": [], "mi_true": []} for s in specs]
@@ -218,7 +264,7 @@ def run_group(specs: list[RunSpec], workspace: Workspace, sweep_id: str | None =
             mean, std = evaluate_run(spec, est, built.heldout)
             # the same estimate on what it trained on: its fixed sample, or fresh training draws
             train_mean, train_std = evaluate_run(spec, est, built.levels[-1], TRAIN_EVAL_SEED)
-            if spec.save_model and workspace.out_dir is not None:
+            if spec.save_model and workspace.out_dir is not None and spec.estimator.library == "mibench":
                 save_outputs(spec, est, built.heldout, workspace.out_dir)
             trace.update(step=[s for s, _, _ in fitted.trace], estimate=[v for _, v, _ in fitted.trace],
                          mi_true=[t for _, _, t in fitted.trace])
@@ -231,9 +277,9 @@ def run_group(specs: list[RunSpec], workspace: Workspace, sweep_id: str | None =
                 mi_estimate_train=train_mean, mi_std_train=train_std, n_samples=spec.n_samples,
                 pairs_per_s=fitted.pairs_per_s, steps_per_s=fitted.steps_per_s, train_s=fitted.train_s,
                 batched_models=len(specs), peak_mem_mb=_peak_mem_mb(device)))
-    except ConfigError:
-        raise
     except Exception as exc:          # a failing run is a row, not a crash of the sweep
+        if isinstance(exc, ConfigError) and specs[0].estimator.library == "mibench":
+            raise                     # a bad setting planning missed: stop before more runs fail alike
         log.warning("run %s failed: %s", ", ".join(s.run_id for s in specs), exc)
         failed = dict(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=4))
         measured = [failed] * len(specs)

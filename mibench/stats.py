@@ -29,10 +29,10 @@ from .interface import level_of_step
 log = logging.getLogger(__name__)
 
 #: The columns that identify a cell (one summary row); the MI level is added through task_params.
-CELL_KEYS = ("task", "grid", "bound", "options", "critic", "encoder", "n_negatives", "batch_size", "device", "steps",
+CELL_KEYS = ("task", "grid", "library", "bound", "options", "critic", "encoder", "n_negatives", "batch_size", "device", "steps",
              "precision", "n_samples")
 #: Values of cell keys that rows written before the key existed held implicitly.
-CELL_DEFAULTS = {"precision": "fp32", "n_samples": None, "options": ""}     # None: trained on a stream
+CELL_DEFAULTS = {"precision": "fp32", "n_samples": None, "options": "", "library": "mibench"}     # None: trained on a stream
 
 N_BOOT = 2000
 BOOT_SEED = 0
@@ -56,7 +56,7 @@ def _with_keys(runs: pd.DataFrame) -> pd.DataFrame:
         elif key in CELL_DEFAULTS:
             df[key] = df[key].fillna(CELL_DEFAULTS[key])
     df["_params"] = df["task_params"].map(_params_key) if "task_params" in df else ""
-    for col in ("status", "mi_true", "mi_estimate", "mi_std", "pairs_per_s", "steps_per_s"):
+    for col in ("status", "mi_true", "mi_estimate", "mi_std", "pairs_per_s", "steps_per_s", "wall_s"):
         if col not in df:
             df[col] = "ok" if col == "status" else np.nan
     return df
@@ -98,12 +98,13 @@ def _cell_stats(ok: pd.DataFrame, truth: float, *, n_boot: int, seed: int) -> di
         "bias_ci_high": high,
         "within_sd": float(ok["mi_std"].median()) if len(ok) else math.nan,
         "pairs_per_s": float(ok["pairs_per_s"].median()) if len(ok) else math.nan,
+        "wall_s": float(pd.to_numeric(ok["wall_s"], errors="coerce").median()) if len(ok) else math.nan,
         "steps_per_s": float(ok["steps_per_s"].median()) if len(ok) else math.nan,
     }
 
 
 SUMMARY_COLUMNS = [*CELL_KEYS, "task_params", "n_runs", "n_failed", "mi_true", "mean", "mean_train", "bias", "sd",
-                   "mse", "bias_ci_low", "bias_ci_high", "within_sd", "pairs_per_s", "steps_per_s"]
+                   "mse", "bias_ci_low", "bias_ci_high", "within_sd", "pairs_per_s", "steps_per_s", "wall_s"]
 
 
 def summarize(runs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED,
@@ -125,7 +126,8 @@ def summarize(runs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED
     mean_train (the mean estimate on the training data: the fixed training sample with
     n_samples, else fresh draws from the training split; NaN for rows written before it was
     recorded); within_sd (median over runs of mi_std, the batch-to-batch spread of the held-out estimate
-    at the end of training); pairs_per_s and steps_per_s (medians). All MI columns in nats.
+    at the end of training); pairs_per_s and steps_per_s (medians); wall_s (median seconds per
+    run: training and evaluation, or a sample estimator's draw and estimate). All MI columns in nats.
     With ``seeds``, also a ``seeds`` column after n_failed: the sorted seeds (a tuple of ints)
     of the cell's runs, for printed tables.
     """
@@ -152,7 +154,7 @@ def summarize(runs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED
             row["seeds"] = tuple(sorted({int(v) for v in cell.get("seed", pd.Series(dtype=float)).dropna()}))
         out.append(row)
     summary = pd.DataFrame(out, columns=columns)
-    summary = summary.sort_values([c for c in ("task", "grid", "bound", "critic", "n_negatives",
+    summary = summary.sort_values([c for c in ("task", "grid", "library", "bound", "critic", "n_negatives",
                                                "batch_size", "device", "mi_true")], kind="stable")
     return summary.reset_index(drop=True)
 

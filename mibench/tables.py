@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 #: Display names, with units, for the columns ``write_tables`` writes (in this order).
 DISPLAY = {
-    "task": "task", "grid": "grid", "bound": "bound", "options": "options", "critic": "critic", "encoder": "encoder",
+    "task": "task", "grid": "grid", "library": "library", "bound": "estimator", "options": "options", "critic": "critic", "encoder": "encoder",
     "n_negatives": "K", "batch_size": "B", "device": "device", "steps": "steps", "precision": "precision",
     "n_samples": "training sample",
     "level": "level",
@@ -38,13 +38,13 @@ DISPLAY = {
     "bias": "bias [nats]",
     "bias_ci_low": "bias 95% CI low [nats]", "bias_ci_high": "bias 95% CI high [nats]",
     "sd": "sd over seeds [nats]", "mse": "MSE [nats^2]", "within_sd": "within-run sd [nats]",
-    "pairs_per_s": "pairs/s", "steps_per_s": "steps/s",
+    "pairs_per_s": "pairs/s", "steps_per_s": "steps/s", "wall_s": "s per run",
 }
 CI_COLUMN = "bias 95% CI [nats]"
 _IDENTITY = (*CELL_KEYS, "seeds")      # constant ones move to the caption
 #: Decimals shown: MI quantities to the millinat, throughput to whole pairs and tenths of steps.
 _DIGITS = {"mi_true": 3, "mean": 3, "mean_train": 3, "bias": 3, "bias_ci_low": 3, "bias_ci_high": 3, "sd": 3, "mse": 3,
-           "within_sd": 3, "pairs_per_s": 0, "steps_per_s": 1}
+           "within_sd": 3, "pairs_per_s": 0, "steps_per_s": 1, "wall_s": 2}
 MISSING = "–"
 
 
@@ -131,7 +131,7 @@ def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 def _numeric_columns(view: pd.DataFrame) -> list[bool]:
     """Right-align the columns that hold numbers (the identity columns K, B, steps too)."""
-    words = {"task", "grid", "bound", "options", "critic", "encoder", "device", "task parameters"}
+    words = {"task", "grid", "library", "estimator", "options", "critic", "encoder", "device", "task parameters"}
     return [c not in words for c in view.columns]
 
 
@@ -218,4 +218,4 @@ def run_table(runs: pd.DataFrame) -> str:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))

@@ -195,7 +195,7 @@ def test_write_tables_writes_csv_markdown_and_latex_with_the_numbers(tmp_path):
     for text in (md, tex):
         assert "-0.750" in text and "12,346" in text and "smile" in text and "nwj" in text
         assert "0.707" in text                                      # sd of 1.5 and 2.5
-    assert "| bound" in md and "bias [nats]" in md
+    assert "| estimator" in md and "bias [nats]" in md
     assert "\\begin{tabular}" in tex and "\\toprule" in tex and "bias [nats]" in tex
     assert "task = t" in md                                         # constant columns in the caption
 
@@ -224,7 +224,7 @@ def test_run_table_prints_one_row_per_cell_with_the_display_rules():
     assert "task = t" in caption and "device = cpu" in caption and "K = 63" in caption   # constant columns
     assert "seeds = 0,1" in caption
     header, rows = table_lines(text)
-    for name in ("bound", "runs", "failed", "true MI [nats]", "estimate [nats]", "bias [nats]",
+    for name in ("estimator", "runs", "failed", "true MI [nats]", "estimate [nats]", "bias [nats]",
                  "sd over seeds [nats]", "within-run sd [nats]", "pairs/s"):
         assert name in header, name
     assert "MSE" not in header and "CI" not in header                # left to the written tables
@@ -234,7 +234,7 @@ def test_run_table_prints_one_row_per_cell_with_the_display_rules():
     smile = next(r for r in rows if "smile" in r).split()
     assert smile[1:3] == ["2", "1"] and smile[4] == "1.900" and smile[6] == "–"   # one ok run: no sd
     # the failed run is named, with its status and the first line of its error
-    assert "b1 (bound = smile, critic = separable, K = 63, B = 64, device = cpu, seed = 1): error: " \
+    assert "b1 (estimator = smile, critic = separable, K = 63, B = 64, device = cpu, seed = 1): error: " \
            "RuntimeError: boom" in text and "Traceback" not in text
 
 
@@ -430,7 +430,7 @@ def test_sweep_then_report_writes_tables_and_figures(tmp_path, capsys, monkeypat
     assert len(df) == 9 and (df["status"] == "ok").all()
     assert main(["report", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "bound = infonce" in printed and "| grid" in printed and "bias [nats]" in printed
+    assert "estimator = infonce" in printed and "| grid" in printed and "bias [nats]" in printed
     for name in ("summary.csv", "summary.md", "summary.tex", "staircase.csv", "staircase.md", "staircase.tex"):
         assert (out / name).is_file(), name
     summary = pd.read_csv(out / "summary.csv")
