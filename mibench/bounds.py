@@ -95,6 +95,8 @@ class Bound(nn.Module):
         out = {}
         for key, opt in cls.options.items():
             value = given.get(key, opt.default)
+            if value in ("inf", "-inf"):             # an infinity as rows store it (JSON has none)
+                value = float(value)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not (ok and opt.valid(float(value))):
                 raise ConfigError(f"{cls.name}: {key} must be {opt.allowed}, got {value!r}")

@@ -107,11 +107,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import make_report
 
     _quiet_font_subsetting()
-    result = make_report(args.dir, args.out)
+    result = make_report(args.dir, args.out, units=args.units)
     print(result["markdown"])
+    if result["ranking"] is not None:
+        print(result["ranking"].to_markdown())
     out = args.out or args.dir
     print(f"{len(result['tables'])} table files and {len(result['figures'])} figure files in {out} "
-          "(MI, bias and sd in nats)")
+          f"(MI, bias and sd in {args.units})")
     return 0
 
 
@@ -128,7 +130,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
         raise ConfigError(f"{ref}: no results folders (subfolders with {RUNS_FILE}) to report on")
     out = Path(args.out) if args.out else ref
     for folder in folders:
-        result = make_report(folder, out / folder.name)
+        result = make_report(folder, out / folder.name, units=args.units)
         print(f"{folder.name}: {len(result['summary'])} summary rows, {len(result['tables'])} table files, "
               f"{len(result['figures'])} figure files in {out / folder.name}")
     return 0
@@ -194,12 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="bias/variance/MSE tables and figures of one results folder")
     report.add_argument("dir", help="a results folder (holding runs.jsonl)")
     report.add_argument("--out", help="where to write summary.{csv,md,tex} and figures/ (default: DIR)")
+    report.add_argument("--units", choices=("nats", "bits"), default="nats",
+                        help="MI units of the tables and figures (rows stay in nats; default nats)")
     report.set_defaults(func=cmd_report)
 
     figures = sub.add_parser("figures", help="regenerate the tables and figures of every reference results folder")
     figures.add_argument("--reference", default="results/reference",
                          help="folder whose subfolders hold results (default: results/reference)")
     figures.add_argument("--out", help="output root, one subfolder per results folder (default: --reference)")
+    figures.add_argument("--units", choices=("nats", "bits"), default="nats",
+                         help="MI units of the tables and figures (default nats)")
     figures.set_defaults(func=cmd_figures)
     return parser
 

@@ -11,12 +11,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .figures import make_figures
 from .interface import ConfigError
 from .results import RUNS_FILE, load_results, load_traces
-from .stats import staircase_summary, summarize
+from .stats import cells_of, in_units, staircase_runs, staircase_summary, summarize
 from .tables import to_markdown, write_tables
 
 #: DIR/embeddings/<run_id>.csv: columns pc1, pc2 (the 2-d PCA of a trained x encoder's
@@ -31,7 +32,61 @@ def load_embeddings(results_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
     return {path.stem: pd.read_csv(path) for path in sorted((Path(results_dir) / EMBEDDINGS_DIR).glob("*.csv"))}
 
 
-def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+#: Columns that tell one estimator from another in the ranking, after its library and name.
+_ESTIMATOR_KEYS = ("options", "critic", "encoder", "n_negatives", "batch_size", "steps", "precision", "n_samples",
+                   "device", "grid")
+
+
+def estimator_labels(summary: pd.DataFrame) -> pd.Series:
+    """A short label per summary row naming its estimator: the name, its library when not
+    mibench ("infonce (LIBRARY)"), then as many of the columns that vary between rows as it
+    takes for each (label, task) to be one cell."""
+    lib = summary.get("library", pd.Series("mibench", index=summary.index)).fillna("mibench")
+    name = summary["bound"].astype(str)
+    labels = name.where(lib == "mibench", name + " (" + lib.astype(str) + ")")
+    task = summary["task"].astype(str) + summary["task_params"].astype(str)
+    for key in _ESTIMATOR_KEYS:
+        if not (pd.DataFrame({"l": labels, "t": task}).duplicated().any()):
+            break
+        if key in summary and summary[key].astype(str).nunique() > 1:
+            labels = labels + ", " + key + "=" + summary[key].astype(str)
+    return labels
+
+
+def make_ranking(summary: pd.DataFrame, out: Path, figures_dir: Path) -> tuple[Any, list[Path]]:
+    """Estimators ranked by |bias| over the tasks of a summary (mean rank, Friedman test,
+    Nemenyi critical difference: ``mibench.ranking``), written as OUT/ranking.{md,csv} with the
+    critical-difference diagram; (None, []) when fewer than 2 of them have values on 2 or more
+    common tasks. One with values on fewer tasks than the best covered one is left out (and
+    named in ranking.md)."""
+    from .figures import save_figure
+    from .ranking import fig_cd_diagram, rank_table
+
+    cells = summary[np.isfinite(pd.to_numeric(summary["bias"], errors="coerce"))].copy()
+    if cells.empty:
+        return None, []
+    cells["estimator"] = estimator_labels(cells)
+    cells["task_id"] = cells["task"].astype(str) + " " + cells["task_params"].astype(str)
+    cells["abs_bias"] = cells["bias"].abs()
+    coverage = cells.groupby("estimator")["task_id"].nunique()
+    left_out = sorted(coverage.index[coverage < coverage.max()])
+    cells = cells[~cells["estimator"].isin(left_out)]
+    if coverage.max() < 2 or cells["estimator"].nunique() < 2:
+        return None, []
+    result = rank_table(cells, estimator="estimator", task="task_id", value="abs_bias")
+    out.mkdir(parents=True, exist_ok=True)
+    text = result.to_markdown()
+    if left_out:
+        text += f"\nLeft out (values on fewer tasks): {', '.join(left_out)}\n"
+    paths = [out / "ranking.md", out / "ranking.csv"]
+    paths[0].write_text(text, encoding="utf-8")
+    result.table.to_csv(paths[1], index=False)
+    paths += save_figure(fig_cd_diagram(result), figures_dir, "cd_diagram")
+    return result, paths
+
+
+def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                units: str = "nats") -> dict[str, Any]:
     """Tables and figures of one results folder.
 
     Reads DIR/runs.jsonl, DIR/traces.jsonl and DIR/embeddings/*.csv once; writes
@@ -40,7 +95,12 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     (``figures.make_figures``, drawn from the same frames). ``out_dir`` defaults to the results
     folder. Raises ConfigError when the folder has no recorded runs.
 
-    Returns {"summary": DataFrame, "markdown": str, "tables": [paths], "figures": [paths]}.
+    Also OUT/ranking.{md,csv} and figures/cd_diagram when two or more estimator cells have values
+    on two or more tasks (``make_ranking``; ranked on |bias| in nats). ``units``: "nats" or "bits"
+    for the tables and figures (rows stay in nats).
+
+    Returns {"summary": DataFrame, "markdown": str, "tables": [paths], "figures": [paths],
+    "ranking": RankResult or None}.
     """
     results_dir = Path(results_dir)
     if not (results_dir / RUNS_FILE).is_file():
@@ -53,10 +113,15 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
 
     summary = summarize(runs)
     stair = staircase_summary(traces, runs)
+    plain = summary[~cells_of(summary, staircase_runs(runs))]
+    ranking, ranking_files = make_ranking(plain, out, out / "figures")
+    if units != "nats":
+        summary, stair, runs, traces = (in_units(f, units) for f in (summary, stair, runs, traces))
     tables = write_tables(summary, out, "summary")
     if not stair.empty:
         tables += write_tables(stair, out, "staircase",
                                caption="staircase: traced estimate over the last half of each level")
     figures = make_figures(out / "figures", runs=runs, traces=traces, summary=summary, staircase=stair,
-                           embeddings=load_embeddings(results_dir))
-    return {"summary": summary, "markdown": to_markdown(summary), "tables": tables, "figures": figures}
+                           embeddings=load_embeddings(results_dir), units=units)
+    return {"summary": summary, "markdown": to_markdown(summary), "tables": tables + ranking_files[:2],
+            "figures": figures + ranking_files[2:], "ranking": ranking}

@@ -123,14 +123,19 @@ def git_commit() -> str | None:
     return head + ("-dirty" if dirty else "")
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf: store them as null."""
+#: Fields whose infinities are settings (SMILE's tau = inf), kept as the string "inf".
+_SETTINGS = ("spec", "bound_options")
+
+
+def _clean(value: Any, setting: bool = False) -> Any:
+    """JSON has no NaN/inf: measurements store them as null; settings (``_SETTINGS``) store an
+    infinity as "inf" / "-inf", which the option checks read back as the number."""
     if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return ("inf" if value > 0 else "-inf") if setting and not math.isnan(value) else None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: _clean(v, setting or k in _SETTINGS) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [_clean(v, setting) for v in value]
     return value
 
 

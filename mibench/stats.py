@@ -285,3 +285,30 @@ def staircase_summary(traces: pd.DataFrame, runs: pd.DataFrame, *, n_boot: int =
         out.append(row)
     result = pd.DataFrame(out, columns=STAIR_COLUMNS)
     return result.sort_values(["task", "grid", "bound", "critic", "level"], kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Units
+
+UNITS = {"nats": 1.0, "bits": 1 / math.log(2)}
+#: Columns in nats in run rows, traces and summaries; MSE is in nats squared.
+MI_COLUMNS = ("mi_true", "mi_true_train", "mi_estimate", "mi_std", "mi_estimate_train", "mi_std_train", "mean",
+              "mean_train", "bias", "sd", "bias_ci_low", "bias_ci_high", "within_sd", "level", "level_mean",
+              "level_sd", "estimate")
+
+
+def in_units(frame: pd.DataFrame, units: str) -> pd.DataFrame:
+    """A copy of ``frame`` (rows, traces or a summary, all in nats) in ``units`` ("nats" or
+    "bits"); its ``attrs["units"]`` says which, and the tables and figures label it so. Rows on
+    disk stay in nats."""
+    if units not in UNITS:
+        raise ValueError(f"unknown units {units!r}; allowed: {', '.join(UNITS)}")
+    out = frame.copy()
+    factor = UNITS[units]
+    for col in MI_COLUMNS:
+        if col in out:
+            out[col] = pd.to_numeric(out[col], errors="coerce") * factor
+    if "mse" in out:
+        out["mse"] = pd.to_numeric(out["mse"], errors="coerce") * factor**2
+    out.attrs["units"] = units
+    return out

@@ -96,6 +96,7 @@ def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     (``DISPLAY``); missing values (one run: no sd, no CI) show as "–"; a ``seeds`` column
     (``summarize(..., seeds=True)``) shows as ranges, "0-4".
     """
+    units = summary.attrs.get("units", "nats")          # stats.in_units sets it
     cols = [c for c in DISPLAY if c in summary]
     view = summary[cols].copy()
     constant: dict[str, Any] = {}
@@ -126,6 +127,8 @@ def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         else:
             out[DISPLAY[c]] = view[c].map(lambda v: MISSING if v is None or (isinstance(v, float) and math.isnan(v))
                                           else str(v))
+    if units != "nats":
+        out = out.rename(columns=lambda c: c.replace("[nats", f"[{units}"))
     return out.reset_index(drop=True), constant
 
 
@@ -173,7 +176,8 @@ def write_tables(summary: pd.DataFrame, out_dir: str | os.PathLike, stem: str = 
     Returns the three paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    csv_view = summary.rename(columns={c: DISPLAY.get(c, c) for c in summary.columns})
+    units = summary.attrs.get("units", "nats")
+    csv_view = summary.rename(columns={c: DISPLAY.get(c, c).replace("[nats", f"[{units}") for c in summary.columns})
     paths = [out / f"{stem}.csv", out / f"{stem}.md", out / f"{stem}.tex"]
     csv_view.to_csv(paths[0], index=False)
     paths[1].write_text(to_markdown(summary), encoding="utf-8")

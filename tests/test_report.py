@@ -438,7 +438,8 @@ def test_sweep_then_report_writes_tables_and_figures(tmp_path, capsys, monkeypat
     assert (out / "summary.md").read_text() == to_markdown(summarize(df))
     made = {p.name for p in (out / "figures").iterdir()}
     assert made == {f"{name}.png" for name in ("training_mi", "staircase", "bias_sd", "bias_sd_staircase",
-                                               "negatives", "throughput")}
+                                               "negatives", "throughput", "cd_diagram")}
+    assert "Friedman" in (out / "ranking.md").read_text()           # two K values over two MI levels
 
 
 def test_figures_command_reports_every_reference_subfolder(tmp_path, monkeypatch, capsys):
@@ -506,7 +507,7 @@ def test_make_report_loads_and_summarizes_once(tmp_path, monkeypatch):
     assert calls == {"summarize": 1, "staircase_summary": 1, "load_results": 1, "load_traces": 1}
     made = {p.name for p in result["figures"]}
     assert {"bias_sd.png", "bias_sd_staircase.png", "staircase.png", "training_g.png"} <= made
-    assert set(result) == {"summary", "markdown", "tables", "figures"}
+    assert set(result) == {"summary", "markdown", "tables", "figures", "ranking"}
     assert len(result["summary"]) == 9                                # 8 plain cells and the staircase one
     plain_rows, stair_rows = drawn
     assert len(plain_rows) == 8 and set(plain_rows["mi_true"]) == {2.0, 6.0}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import pandas as pd
+from matplotlib.text import Text
 
 from ..stats import cells_of, staircase_runs
 from . import style
@@ -40,24 +41,31 @@ __all__ = ["fig_training", "fig_staircase", "fig_bias_sd", "fig_negatives", "fig
 log = logging.getLogger(__name__)
 
 
-def _split_by_options(frame: pd.DataFrame) -> pd.DataFrame:
-    """A bound trained with several option values (SMILE at tau = 1, 5, inf) becomes one line
-    per value: its ``bound`` reads "SMILE (tau=1)", which figures show as is."""
-    if frame.empty or "options" not in frame or "bound" not in frame:
-        return frame
-    opts = frame["options"].fillna("")
-    several = opts.groupby(frame["bound"]).nunique()
-    split = frame["bound"].map(lambda b: several.get(b, 0) > 1)
-    if not split.any():
+def _estimator_lines(frame: pd.DataFrame) -> pd.DataFrame:
+    """One line (colour) per estimator: a bound trained with several option values (SMILE at
+    tau = 1, 5, inf) becomes "SMILE (tau=1)", ...; another library's estimator is named with its
+    library ("InfoNCE (LIBRARY)"), so it never shares a colour with mibench's own; a sample
+    estimator, which has no critic, gets the critic "none"."""
+    if frame.empty or "bound" not in frame:
         return frame
     frame = frame.copy()
-    frame.loc[split, "bound"] = [f"{bound_label(b)} ({o})" for b, o in zip(frame["bound"][split], opts[split])]
+    if "options" in frame:
+        opts = frame["options"].fillna("")
+        several = opts.groupby(frame["bound"]).nunique()
+        split = frame["bound"].map(lambda b: several.get(b, 0) > 1)
+        frame.loc[split, "bound"] = [f"{bound_label(b)} ({o})" for b, o in zip(frame["bound"][split], opts[split])]
+    if "library" in frame:
+        lib = frame["library"].fillna("mibench")
+        other = (lib != "mibench") & ~frame.apply(lambda r: str(r["library"]).lower() in str(r["bound"]).lower(), axis=1)
+        frame.loc[other, "bound"] = [f"{bound_label(b)} ({lb})" for b, lb in zip(frame["bound"][other], lib[other])]
+    if "critic" in frame:
+        frame["critic"] = frame["critic"].fillna("none")
     return frame
 
 
 def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.DataFrame,
                  summary: pd.DataFrame, staircase: pd.DataFrame,
-                 embeddings: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
+                 embeddings: Mapping[str, pd.DataFrame] | None = None, units: str = "nats") -> list[Path]:
     """Every figure the given frames support, as PNG and PDF in ``out_dir``; figures without
     data are skipped. Returns the files written (and logs which figures were made and which
     skipped).
@@ -67,12 +75,13 @@ def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.D
     cells without staircase runs); staircase: ``stats.staircase_summary(traces, runs)``;
     embeddings: run_id -> (pc1, pc2, label) frame, one embedding figure each, named
     ``embedding`` when there is one and ``embedding_<device>`` (else ``embedding_<run_id>``)
-    when there are several.
+    when there are several; units: the units the frames are in ("nats", or "bits" from
+    ``stats.in_units``), written on the axes.
     """
     if runs.empty:
         log.info("no runs: no figures")
         return []
-    runs, summary, staircase = (_split_by_options(f) for f in (runs, summary, staircase))
+    runs, summary, staircase = (_estimator_lines(f) for f in (runs, summary, staircase))
     stair = staircase_runs(runs)
     plain = runs[~runs.index.isin(stair.index)]
     plain_summary = summary[~cells_of(summary, stair)]
@@ -103,6 +112,9 @@ def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.D
         except (ValueError, KeyError) as exc:
             skipped.append(f"{name} ({exc})")
             continue
+        if units != "nats":                  # the frames are converted; the labels follow
+            for text in fig.findobj(Text):
+                text.set_text(text.get_text().replace("nats", units))
         written += save_figure(fig, out_dir, name)
         made.append(name)
     log.info("figures made in %s: %s", out_dir, ", ".join(made) or "none")
