@@ -50,8 +50,13 @@ class EstimatorSpec:
             raise ConfigError(f"estimator: library must be a name, got {self.library!r}")
         if self.library != "mibench":
             # another library's bound, by that library's name for it: checked when the run
-            # builds it (mibench.libraries), so an unknown name is that run's error row
-            object.__setattr__(self, "options", tuple(sorted(dict(self.options).items())))
+            # builds it (mibench.libraries), so an unknown name is that run's error row. Its
+            # options carry mibench's names: a bound mibench also has keeps only its own.
+            options = dict(self.options)
+            if self.bound in BOUNDS:
+                options = BOUNDS[self.bound].check_options({k: v for k, v in options.items()
+                                                            if k in BOUNDS[self.bound].options})
+            object.__setattr__(self, "options", tuple(sorted(options.items())))
             for key in ("hidden", "encoder_hidden"):
                 object.__setattr__(self, key, tuple(getattr(self, key)))
             return

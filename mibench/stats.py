@@ -53,7 +53,7 @@ def _with_keys(runs: pd.DataFrame) -> pd.DataFrame:
     for key in CELL_KEYS:
         if key not in df:
             df[key] = CELL_DEFAULTS.get(key)
-        elif key in CELL_DEFAULTS:
+        elif CELL_DEFAULTS.get(key) is not None:
             df[key] = df[key].fillna(CELL_DEFAULTS[key])
     df["_params"] = df["task_params"].map(_params_key) if "task_params" in df else ""
     for col in ("status", "mi_true", "mi_estimate", "mi_std", "pairs_per_s", "steps_per_s", "wall_s"):
