@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 DISPLAY = {
     "task": "task", "grid": "grid", "library": "library", "bound": "estimator", "options": "options", "critic": "critic", "encoder": "encoder",
     "n_negatives": "K", "batch_size": "B", "device": "device", "steps": "steps", "precision": "precision",
-    "n_samples": "training sample",
+    "n_samples": "sample size",
     "level": "level",
     "n_runs": "runs", "n_failed": "failed", "seeds": "seeds",
     "mi_true": "true MI [nats]", "mean": "estimate [nats]", "mean_train": "on training data [nats]",
@@ -44,7 +44,7 @@ CI_COLUMN = "bias 95% CI [nats]"
 _IDENTITY = (*CELL_KEYS, "seeds")      # constant ones move to the caption
 #: Decimals shown: MI quantities to the millinat, throughput to whole pairs and tenths of steps.
 _DIGITS = {"mi_true": 3, "mean": 3, "mean_train": 3, "bias": 3, "bias_ci_low": 3, "bias_ci_high": 3, "sd": 3, "mse": 3,
-           "within_sd": 3, "pairs_per_s": 0, "steps_per_s": 1, "wall_s": 2}
+           "within_sd": 3, "pairs_per_s": 0, "steps_per_s": 1, "wall_s": 3}
 MISSING = "–"
 
 
@@ -56,6 +56,16 @@ def _fmt(value: Any, digits: int) -> str:
     if not math.isfinite(v):
         return MISSING
     return f"{v:,.0f}" if digits == 0 else f"{v:.{digits}f}"
+
+
+def _fmt_plain(value: Any) -> str:
+    """An identity value as text: missing as "–", a whole number that pandas made a float (a
+    column with gaps, e.g. K of sample estimators) as an integer."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _fmt_seeds(seeds: Any) -> str:
@@ -125,8 +135,7 @@ def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         elif c == "seeds":
             out[DISPLAY[c]] = view[c].map(_fmt_seeds)
         else:
-            out[DISPLAY[c]] = view[c].map(lambda v: MISSING if v is None or (isinstance(v, float) and math.isnan(v))
-                                          else str(v))
+            out[DISPLAY[c]] = view[c].map(_fmt_plain)
     if units != "nats":
         out = out.rename(columns=lambda c: c.replace("[nats", f"[{units}"))
     return out.reset_index(drop=True), constant
