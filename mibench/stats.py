@@ -103,7 +103,7 @@ def _cell_stats(ok: pd.DataFrame, truth: float, *, n_boot: int, seed: int) -> di
     }
 
 
-SUMMARY_COLUMNS = [*CELL_KEYS, "task_params", "n_runs", "n_failed", "mi_true", "mean", "mean_train", "bias", "sd",
+SUMMARY_COLUMNS = [*CELL_KEYS, "task_params", "family", "n_runs", "n_failed", "mi_true", "mean", "mean_train", "bias", "sd",
                    "mse", "bias_ci_low", "bias_ci_high", "within_sd", "pairs_per_s", "steps_per_s", "wall_s"]
 
 
@@ -148,7 +148,8 @@ def summarize(runs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED
         truth = float(truths.iloc[0]) if len(truths) else math.nan
         if len(truths) and not np.allclose(truths, truth, rtol=0, atol=1e-9):
             log.warning("cell %s has runs with different truths %s; using the first", row, sorted(set(truths)))
-        row.update(n_runs=len(cell), n_failed=int((cell["status"] != "ok").sum()), mi_true=truth)
+        row.update(n_runs=len(cell), n_failed=int((cell["status"] != "ok").sum()), mi_true=truth,
+                   family=cell["family"].iloc[0] if "family" in cell else None)
         row.update(_cell_stats(ok, truth, n_boot=n_boot, seed=seed))
         if seeds:
             row["seeds"] = tuple(sorted({int(v) for v in cell.get("seed", pd.Series(dtype=float)).dropna()}))

@@ -11,8 +11,9 @@ dashed), MI axes are in nats, and the legend names the bounds and critics.
   a marker) and ``fig_staircase`` (traced estimates while the truth steps up, ln(K + 1) dotted).
 - ``cells``: ``fig_bias_sd`` (bias and sd vs true MI), ``fig_negatives`` (estimate vs K, log
   axis), ``fig_throughput`` (pairs/s by bound and device) and ``fig_embedding`` (2-d PCA of a
-  trained image encoder's embeddings, coloured by class) and ``fig_truth`` (the estimate
-  against the truth, one row per task: BMI's suites).
+  trained image encoder's embeddings, coloured by class), ``fig_truth`` (the estimate
+  against the truth, one row per task: BMI's suites) and ``fig_estimate_vs_truth`` (every
+  estimator, of every library and kind, against the truth, a panel per task family).
 - ``style``: the rc style, a colour per bound, a line style per critic, legends, ``save_figure``.
 """
 
@@ -28,13 +29,13 @@ from matplotlib.text import Text
 
 from ..stats import cells_of, staircase_runs
 from . import style
-from .cells import fig_bias_sd, fig_embedding, fig_negatives, fig_throughput, fig_truth
+from .cells import fig_bias_sd, fig_embedding, fig_estimate_vs_truth, fig_negatives, fig_throughput, fig_truth
 from .curves import fig_staircase, fig_training
 from .style import (CRITIC_STYLES, DPI, LOG_K, STYLE, TRUTH, WIDTH, _slug, bound_colors, bound_label,
                     critic_style, save_figure)
 
 __all__ = ["fig_training", "fig_staircase", "fig_bias_sd", "fig_negatives", "fig_throughput", "fig_embedding",
-           "fig_truth",
+           "fig_truth", "fig_estimate_vs_truth",
            "make_figures", "save_figure", "bound_label", "bound_colors", "critic_style", "style", "WIDTH",
            "DPI", "STYLE", "CRITIC_STYLES", "TRUTH", "LOG_K"]
 
@@ -91,6 +92,7 @@ def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.D
     jobs.append(("staircase", lambda: fig_staircase(traces, runs)))
     jobs.append(("bias_sd", lambda: fig_bias_sd(plain_summary)))
     jobs.append(("truth", lambda: fig_truth(plain_summary)))
+    jobs.append(("estimate_vs_truth", lambda: fig_estimate_vs_truth(plain_summary)))
     jobs.append(("bias_sd_staircase", lambda: fig_bias_sd(staircase)))
     jobs.append(("negatives", lambda: fig_negatives(runs)))
     jobs.append(("throughput", lambda: fig_throughput(runs)))

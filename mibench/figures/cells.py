@@ -5,6 +5,7 @@
 - ``fig_throughput``: pairs/s by bound and device (horizontal bars, log axis).
 - ``fig_embedding``: 2-d PCA of a trained image encoder's embeddings, coloured by class.
 - ``fig_truth``: the estimate against the truth, one row per task.
+- ``fig_estimate_vs_truth``: every estimator against the truth, a panel per task family.
 """
 
 from __future__ import annotations
@@ -276,4 +277,55 @@ def fig_truth(summary: pd.DataFrame, *, row_height: float = 0.28):
     ax.grid(axis="y", visible=False)
     truth_handle = Line2D([], [], ls="none", marker="|", markersize=9, color=TRUTH["color"], markeredgewidth=1.4)
     _legend(fig, bounds, critics, extra=[(truth_handle, "true MI")])
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# 7. Every estimator against the truth, a panel per task family
+
+
+@_styled
+def fig_estimate_vs_truth(summary: pd.DataFrame, *, panel_height: float = 2.3):
+    """Held-out estimate against the true MI [nats], one panel per task family, every
+    estimator (bounds of each library, sample estimators) a colour and marker, with its 95 %
+    bootstrap interval over seeds. The markers of one task are spread sideways around its true
+    MI, and a black segment across them marks the truth (the grey diagonal is y = x).
+
+    summary: ``stats.summarize`` rows with a ``family`` column; needs estimates of two or more
+    estimators.
+    """
+    rows = summary[np.isfinite(pd.to_numeric(summary["mean"], errors="coerce"))].copy()
+    if rows.empty or rows.groupby(["bound", "critic"], dropna=False).ngroups < 2:
+        raise ValueError("fig_estimate_vs_truth: fewer than two estimators with estimates")
+    rows["family"] = rows["family"].fillna("") if "family" in rows else ""
+    families = sorted(rows["family"].unique())
+    bounds, critics, colors, styles = _encodings(rows)
+    fig, axes = _new_figure(0.8 + panel_height * len(families), nrows=len(families), sharex=False)
+    lines = sorted(rows.groupby(["bound", "critic"]).groups, key=lambda bc: (bounds.index(bc[0]), str(bc[1])))
+    for ax, family in zip(axes, families):
+        d_family = rows[rows["family"] == family]
+        lo, hi = float(d_family["mi_true"].min()), float(d_family["mi_true"].max())
+        span = max(hi - lo, 0.5 * max(hi, 1.0))
+        step = 0.6 * span / max(len(lines), 1) / (3 if hi > lo else 1)
+        for j, (bound, critic) in enumerate(lines):
+            d = d_family[(d_family["bound"] == bound) & (d_family["critic"] == critic)]
+            if d.empty:
+                continue
+            x = d["mi_true"] + step * (j - (len(lines) - 1) / 2)
+            yerr = None
+            if d["bias_ci_low"].notna().any():
+                yerr = np.vstack([d["bias"] - d["bias_ci_low"], d["bias_ci_high"] - d["bias"]])
+            ax.errorbar(x, d["mean"], yerr=yerr, ls="none", marker=styles[critic][1], color=colors[bound],
+                        markersize=3.5, elinewidth=0.7, capsize=1.5)
+        edge = [lo - 0.6 * span, hi + 0.6 * span]
+        if hi > lo:
+            ax.plot(edge, edge, color="0.75", lw=0.8, zorder=0)
+        half = step * len(lines) / 2 + step
+        for t in d_family["mi_true"].unique():          # the truth of each task across its markers
+            ax.plot([t - half, t + half], [t, t], **TRUTH)
+        ax.set_xlim(*edge)
+        ax.set_title(family, fontsize="small")
+        ax.set_xlabel("true MI [nats]")
+        ax.set_ylabel("estimate [nats]")
+    _legend(fig, bounds, critics, extra=[_truth_handle()])
     return fig

@@ -46,8 +46,13 @@ TEST_LABEL = "held-out estimate"
 
 
 def bound_label(name: str) -> str:
-    """How figures show a bound: its registered label ("α-InfoNCE"); an unregistered name as itself."""
-    return BOUNDS[name].label if name in BOUNDS else str(name)
+    """How figures show a bound or sample estimator: its registered label ("α-InfoNCE", "KSG");
+    an unregistered name as itself."""
+    from ..sample import SAMPLE_ESTIMATORS
+
+    if name in BOUNDS:
+        return BOUNDS[name].label
+    return SAMPLE_ESTIMATORS[name].label if name in SAMPLE_ESTIMATORS else str(name)
 
 
 def bound_colors(names: Iterable[str]) -> dict[str, Any]:
@@ -102,7 +107,8 @@ def _legend(fig, bounds: Sequence[str], critics: Sequence[str], *, extra: Sequen
     if len(critics) > 1:
         for c in critics:
             ls, marker = critic_style(c)
-            others.append((Line2D([], [], color="0.3", ls=ls, marker=marker, lw=1.1), f"{c} critic"))
+            label = "sample estimator" if c == "none" else f"{c} critic"      # no critic: KSG, CCA, ...
+            others.append((Line2D([], [], color="0.3", ls=ls, marker=marker, lw=1.1), label))
     others += list(extra)
     ncol = ncol or min(4, len(entries) + len(others))
     renderer = fig.canvas.get_renderer()
