@@ -7,11 +7,11 @@
 BMI (``benchmark-mi``) pins old numpy, pandas, pydantic and jax, so it cannot share mibench's
 environment: the first run creates its own virtual environment (``--venv``, default
 ~/.cache/mibench-bench/benchmark-mi-0.1.3) with ``benchmark-mi==0.1.3`` and jax 0.4.33 (its
-tensorflow-probability needs a jax from before 0.4.34). A worker in that environment prints each
-task's ``mutual_information`` by its id; this script builds the same id with mibench's ``bmi``
-family and prints both. ``--json`` saves BMI's values, which tests/test_bmi_tasks.py checks
-mibench's truths against (analytic ones to 1e-6 nats, Monte Carlo ones within 4 of mibench's
-standard errors).
+tensorflow-probability needs a jax from before 0.4.34); ``bmi_env.py`` beside this script builds
+and finds it. A worker in that environment prints each task's ``mutual_information`` by its id;
+this script builds the same id with mibench's ``bmi`` family and prints both. ``--json`` saves
+BMI's values, which tests/test_bmi_tasks.py checks mibench's truths against (analytic ones to
+1e-6 nats, Monte Carlo ones within 4 of mibench's standard errors).
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ import argparse
 import json
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
-BMI_PINS = ["benchmark-mi==0.1.3", "jax==0.4.33", "jaxlib==0.4.33"]
-DEFAULT_VENV = Path("~/.cache/mibench-bench/benchmark-mi-0.1.3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bmi_env import BMI_PINS, DEFAULT_VENV, bmi_python  # noqa: E402  (scripts/ is not a package)
 
 # Runs inside BMI's environment: every task of its first suite and of its second suite's config.
 WORKER = r"""
@@ -38,16 +37,6 @@ tasks = list(task_list.BENCHMARK_TASKS_LIST) + [
 ]
 print(json.dumps({t.id: float(t.mutual_information) for t in tasks}))
 """
-
-
-def bmi_python(path: Path) -> Path:
-    path = path.expanduser()
-    python = path / "bin" / "python"
-    if not python.exists():
-        print(f"creating BMI's environment in {path} (a few minutes, once)", file=sys.stderr)
-        venv.create(path, with_pip=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *BMI_PINS], check=True)
-    return python
 
 
 def main(argv: list[str] | None = None) -> int:
