@@ -18,7 +18,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .bounds import BOUNDS
     from .distributions import TASK_FAMILIES
     from .nets import CRITICS, ENCODERS
+    from .libraries import LIBRARIES
     from .presets import list_presets
+    from .sample import SAMPLE_ESTIMATORS
 
     from .interface import FiniteTrainingSet, HasChosenMI, HasEntropyY
 
@@ -41,6 +43,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("\nEncoders:")
     for name, fn in ENCODERS.items():
         print(f"  {name:14s} {_first_line(fn)}")
+    print("\nSample estimators (a grid's `estimators`; options with their defaults):")
+    for name, cls in SAMPLE_ESTIMATORS.items():
+        options = ", ".join(f"{k} = {o.default!r}" for k, o in cls.options.items() if k not in ("command", "label"))
+        print(f"  {name:14s} {_first_line(cls)}" + (f" [{options}]" if options else ""))
+    print("\nLibraries (an estimator's `library`): mibench (default), " + ", ".join(LIBRARIES))
     return 0
 
 

@@ -106,8 +106,9 @@ def _register(cls: type[SampleEstimator]) -> type[SampleEstimator]:
 
 @_register
 class KSG(SampleEstimator):
-    """Kraskov-Stögbauer-Grassberger's first estimator (max-norm, k neighbours); a k-d tree on
-    the CPU, batched exact distances on a GPU."""
+    """KSG (Kraskov, Stögbauer & Grassberger 2004), their first estimator, max-norm.
+
+    A k-d tree on the CPU, batched exact distances on a GPU (``mibench.baselines.ksg``)."""
 
     name, label = "ksg", "KSG"
     options = {"k": Param(3, _int_at_least(1), "an integer >= 1")}
@@ -118,7 +119,7 @@ class KSG(SampleEstimator):
 
 @_register
 class KSGEnsemble(SampleEstimator):
-    """KSG averaged over several neighbourhood sizes (BMI's ``KSGEnsembleFirstEstimator``)."""
+    """KSG averaged over several neighbourhood sizes k (as BMI's KSGEnsembleFirstEstimator)."""
 
     name, label = "ksg_ensemble", "KSG ensemble"
     options = {"ks": Param([5, 10], lambda v: isinstance(v, list) and len(v) > 0 and all(_int_at_least(1)(k) for k in v),
@@ -131,8 +132,9 @@ class KSGEnsemble(SampleEstimator):
 
 @_register
 class CCA(SampleEstimator):
-    """The Gaussian plug-in from the sample covariance (canonical correlations): exact for
-    Gaussians, a reference line elsewhere."""
+    """The Gaussian plug-in (CCA): exact for Gaussians, a reference line elsewhere.
+
+    From the sample covariance, i.e. the canonical correlations."""
 
     name, label = "cca", "CCA"
 
@@ -158,7 +160,7 @@ class EstimatorFailed(RuntimeError):
 
 @_register
 class External(SampleEstimator):
-    """Any program, in any environment: the sample is saved to files and ``command`` is run.
+    """Any program, in any environment, run on the sample saved to files.
 
     ``command`` is a template: {x} and {y} become the paths of the two saved arrays ({dir} their
     folder, {n} the sample size, {seed} the run's seed, {python} the Python running mibench);
