@@ -60,7 +60,7 @@ def _estimator_lines(frame: pd.DataFrame) -> pd.DataFrame:
         other = (lib != "mibench") & ~frame.apply(lambda r: str(r["library"]).lower() in str(r["bound"]).lower(), axis=1)
         frame.loc[other, "bound"] = [f"{bound_label(b)} ({lb})" for b, lb in zip(frame["bound"][other], lib[other])]
     if "critic" in frame:
-        frame["critic"] = frame["critic"].fillna("none")
+        frame["critic"] = frame["critic"].astype(object).where(frame["critic"].notna(), "none")
     return frame
 
 
