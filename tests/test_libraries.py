@@ -10,21 +10,9 @@ from mibench.estimators import EstimatorSpec, estimator_for
 from mibench.executors import sweep
 from mibench.libraries import LibraryError
 
-PRESET = """
-name = "libraries"
-[task]
-family = "gaussian"
-dim = 2
-mi = 0.5
-[estimator]
-hidden = [16]
-critic_dim = 8
-[train]
-steps = 20
-batch_size = 16
-[eval]
-batches = 2
+from conftest import TINY_HEAD
 
+PRESET = TINY_HEAD.format(steps=20) + """
 [[grid]]
 name = "unknown"
 library = "nope"
