@@ -87,10 +87,15 @@ def _cell_stats(ok: pd.DataFrame, truth: float, *, n_boot: int, seed: int) -> di
     err = est - truth
     n = est.size
     low, high = bootstrap_ci(err, n_boot=n_boot, seed=seed)
+    train = pd.to_numeric(ok["mi_estimate_train"], errors="coerce").to_numpy(dtype=float) \
+        if "mi_estimate_train" in ok else np.array([])
+    train = train[np.isfinite(train)]
+    train_low, train_high = bootstrap_ci(train, n_boot=n_boot, seed=seed)
     return {
         "mean": float(est.mean()) if n else math.nan,
-        "mean_train": float(pd.to_numeric(ok["mi_estimate_train"], errors="coerce").mean())
-        if "mi_estimate_train" in ok and len(ok) else math.nan,
+        "mean_train": float(train.mean()) if train.size else math.nan,
+        "train_ci_low": train_low,
+        "train_ci_high": train_high,
         "bias": float(err.mean()) if n else math.nan,
         "sd": float(est.std(ddof=1)) if n > 1 else math.nan,
         "mse": float((err ** 2).mean()) if n else math.nan,
@@ -103,7 +108,8 @@ def _cell_stats(ok: pd.DataFrame, truth: float, *, n_boot: int, seed: int) -> di
     }
 
 
-SUMMARY_COLUMNS = [*CELL_KEYS, "task_params", "family", "n_runs", "n_failed", "mi_true", "mean", "mean_train", "bias", "sd",
+SUMMARY_COLUMNS = [*CELL_KEYS, "task_params", "family", "n_runs", "n_failed", "mi_true", "mean", "mean_train",
+                   "train_ci_low", "train_ci_high", "bias", "sd",
                    "mse", "bias_ci_low", "bias_ci_high", "within_sd", "pairs_per_s", "steps_per_s", "wall_s"]
 
 
@@ -125,7 +131,7 @@ def summarize(runs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED
     bias over seeds, ``n_boot`` resamples from a fixed RNG ``seed``; NaN with one run);
     mean_train (the mean estimate on the training data: the fixed training sample with
     n_samples, else fresh draws from the training split; NaN for rows written before it was
-    recorded); within_sd (median over runs of mi_std, the batch-to-batch spread of the held-out estimate
+    recorded), with train_ci_low / train_ci_high its 95 % bootstrap interval over seeds; within_sd (median over runs of mi_std, the batch-to-batch spread of the held-out estimate
     at the end of training); pairs_per_s and steps_per_s (medians); wall_s (median seconds per
     run: training and evaluation, or a sample estimator's draw and estimate). All MI columns in nats.
     With ``seeds``, also a ``seeds`` column after n_failed: the sorted seeds (a tuple of ints)
@@ -294,7 +300,8 @@ def staircase_summary(traces: pd.DataFrame, runs: pd.DataFrame, *, n_boot: int =
 UNITS = {"nats": 1.0, "bits": 1 / math.log(2)}
 #: Columns in nats in run rows, traces and summaries; MSE is in nats squared.
 MI_COLUMNS = ("mi_true", "mi_true_train", "mi_estimate", "mi_std", "mi_estimate_train", "mi_std_train", "mean",
-              "mean_train", "bias", "sd", "bias_ci_low", "bias_ci_high", "within_sd", "level", "level_mean",
+              "mean_train", "train_ci_low", "train_ci_high", "bias", "sd", "bias_ci_low", "bias_ci_high", "within_sd",
+              "level", "level_mean",
               "level_sd", "estimate")
 
 

@@ -35,26 +35,30 @@ DISPLAY = {
     "level": "level",
     "n_runs": "runs", "n_failed": "failed", "seeds": "seeds",
     "mi_true": "true MI [nats]", "mean": "estimate [nats]", "mean_train": "on training data [nats]",
+    "train_ci_low": "on training data 95% CI low [nats]", "train_ci_high": "on training data 95% CI high [nats]",
     "bias": "bias [nats]",
     "bias_ci_low": "bias 95% CI low [nats]", "bias_ci_high": "bias 95% CI high [nats]",
     "sd": "sd over seeds [nats]", "mse": "MSE [nats^2]", "within_sd": "within-run sd [nats]",
     "pairs_per_s": "pairs/s", "steps_per_s": "steps/s", "wall_s": "s per run",
 }
 CI_COLUMN = "bias 95% CI [nats]"
+TRAIN_CI_COLUMN = "on training data 95% CI [nats]"
 _IDENTITY = (*CELL_KEYS, "seeds")      # constant ones move to the caption
 #: Decimals shown: MI quantities to the millinat, throughput to whole pairs and tenths of steps.
-_DIGITS = {"mi_true": 3, "mean": 3, "mean_train": 3, "bias": 3, "bias_ci_low": 3, "bias_ci_high": 3, "sd": 3, "mse": 3,
-           "within_sd": 3, "pairs_per_s": 0, "steps_per_s": 1, "wall_s": 3}
+_DIGITS = {"mi_true": 3, "mean": 3, "mean_train": 3, "train_ci_low": 3, "train_ci_high": 3, "bias": 3, "bias_ci_low": 3, "bias_ci_high": 3, "sd": 3, "mse": 3,
+           "within_sd": 3, "pairs_per_s": 0, "steps_per_s": 1, "wall_s": "g3"}
 MISSING = "–"
 
 
-def _fmt(value: Any, digits: int) -> str:
+def _fmt(value: Any, digits: int | str) -> str:
     try:
         v = float(value)
     except (TypeError, ValueError):
         return MISSING
     if not math.isfinite(v):
         return MISSING
+    if digits == "g3":                          # seconds: three significant digits
+        return f"{v:.3g}"
     return f"{v:,.0f}" if digits == 0 else f"{v:.{digits}f}"
 
 
@@ -118,17 +122,20 @@ def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
                     constant[DISPLAY[c]] = _fmt_seeds(value) if c == "seeds" else value
                 view = view.drop(columns=c)
     if "mean_train" in view and pd.to_numeric(view["mean_train"], errors="coerce").isna().all():
-        view = view.drop(columns="mean_train")           # results recorded before it existed
+        # results recorded before it existed, or sample estimators only
+        view = view.drop(columns=[c for c in ("mean_train", "train_ci_low", "train_ci_high") if c in view])
     out = pd.DataFrame(index=view.index)
     varying = _varying_params(summary)
     if varying is not None:                              # which task each row is (e.g. BMI's id)
         out["task parameters"] = varying
     for c in view.columns:
-        if c in ("bias_ci_low", "bias_ci_high"):
-            if c == "bias_ci_low":
-                out[CI_COLUMN] = [MISSING if MISSING in (lo, hi) else f"[{lo}, {hi}]"
-                                  for lo, hi in zip(view["bias_ci_low"].map(lambda v: _fmt(v, 3)),
-                                                    view["bias_ci_high"].map(lambda v: _fmt(v, 3)))]
+        if c in ("bias_ci_low", "bias_ci_high", "train_ci_low", "train_ci_high"):
+            if c.endswith("_low"):
+                stem = c[:-len("_low")]
+                out[CI_COLUMN if stem == "bias_ci" else TRAIN_CI_COLUMN] = [
+                    MISSING if MISSING in (lo, hi) else f"[{lo}, {hi}]"
+                    for lo, hi in zip(view[f"{stem}_low"].map(lambda v: _fmt(v, 3)),
+                                      view[f"{stem}_high"].map(lambda v: _fmt(v, 3)))]
             continue
         if c in _DIGITS:
             out[DISPLAY[c]] = view[c].map(lambda v, d=_DIGITS[c]: _fmt(v, d))
