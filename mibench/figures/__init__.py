@@ -75,8 +75,8 @@ def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.D
     summary: ``stats.summarize(runs)`` of every run (the bias/sd figure takes the rows of the
     cells without staircase runs); staircase: ``stats.staircase_summary(traces, runs)``;
     embeddings: run_id -> (pc1, pc2, label) frame, one embedding figure each, named
-    ``embedding`` when there is one and ``embedding_<device>`` (else ``embedding_<run_id>``)
-    when there are several; units: the units the frames are in ("nats", or "bits" from
+    ``embedding`` (``embedding_<device>`` when runs on several devices have one) for the lowest
+    seed and ``..._seed<N>`` for the other seeds; units: the units the frames are in ("nats", or "bits" from
     ``stats.in_units``), written on the axes.
     """
     if runs.empty:
@@ -98,11 +98,18 @@ def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.D
     jobs.append(("throughput", lambda: fig_throughput(runs)))
     embeddings = dict(embeddings or {})
     by_id = runs.drop_duplicates("run_id", keep="last").set_index("run_id")
-    for run_id, emb in embeddings.items():
-        run = by_id.loc[run_id] if run_id in by_id.index else None
-        name = "embedding" if len(embeddings) == 1 or run is None else f"embedding_{_slug(run['device'])}"
+    known = {r: by_id.loc[r] for r in embeddings if r in by_id.index}
+    devices = {run["device"] for run in known.values()}
+    # the lowest seed of each device first: it gets the plain name, the other seeds a suffix
+    order = sorted(embeddings, key=lambda r: (r not in known, str(known[r]["device"]) if r in known else "",
+                                              int(known[r]["seed"]) if r in known else 0, r))
+    for run_id in order:
+        emb, run = embeddings[run_id], known.get(run_id)
+        name = "embedding" if run is None or len(devices) == 1 else f"embedding_{_slug(run['device'])}"
         if name in {j[0] for j in jobs}:
-            name = f"embedding_{_slug(run_id)}"
+            name = f"{name}_seed{int(run['seed'])}" if run is not None else f"embedding_{_slug(run_id)}"
+            if name in {j[0] for j in jobs}:
+                name = f"embedding_{_slug(run_id)}"
         cls = "digit" if run is not None and run.get("family") == "paired_mnist" else "class"
         jobs.append((name, lambda emb=emb, run=run, cls=cls: fig_embedding(emb, run=run, class_name=cls)))
 
