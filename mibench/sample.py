@@ -202,8 +202,13 @@ class External(SampleEstimator):
                     np.savetxt(paths[name], arr, delimiter=",", fmt="%.17g")
             fields = {"x": str(paths["x"]), "y": str(paths["y"]), "dir": tmp, "n": len(x), "seed": seed,
                       "python": sys.executable}
-            argv = [os.path.expanduser(os.path.expandvars(part)).format(**fields)
-                    for part in shlex.split(self.opts["command"])]
+            try:
+                argv = [os.path.expanduser(os.path.expandvars(part)).format(**fields)
+                        for part in shlex.split(self.opts["command"])]
+            except (KeyError, IndexError, ValueError) as exc:
+                raise EstimatorFailed(f"external estimator: cannot fill in the command ({exc!r}); its placeholders "
+                                      f"are {', '.join('{' + k + '}' for k in fields)}, and literal braces are "
+                                      "written {{ }}") from None
             try:
                 done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
             except subprocess.TimeoutExpired:

@@ -204,3 +204,21 @@ seeds = [0, 1]
     assert {"cd_diagram.png", "estimate_vs_truth.png", "truth.png"} <= names
     md = (tmp_path / "out" / "ranking.md").read_text()
     assert "Friedman" in md and "ksg" in md
+
+
+def test_an_external_command_with_an_unknown_placeholder_is_an_error_row(tmp_path):
+    text = """
+name = "ext"
+[task]
+family = "gaussian"
+dim = 2
+mi = 0.5
+[train]
+n_samples = 100
+[[grid]]
+estimators = ["external"]
+command = "{python} -c 'print(1)' {x} {y} {z}"
+"""
+    df = sweep(_preset(tmp_path, text), out=tmp_path / "out", progress=False)
+    assert df["status"].tolist() == ["error"]
+    assert "cannot fill in the command" in df["error"].iloc[0] and "{seed}" in df["error"].iloc[0]
