@@ -161,7 +161,7 @@ def summarize(runs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED
             row["seeds"] = tuple(sorted({int(v) for v in cell.get("seed", pd.Series(dtype=float)).dropna()}))
         out.append(row)
     summary = pd.DataFrame(out, columns=columns)
-    summary = summary.sort_values([c for c in ("task", "grid", "library", "bound", "critic", "n_negatives",
+    summary = summary.sort_values([c for c in ("task", "library", "grid", "bound", "critic", "n_negatives",
                                                "batch_size", "device", "mi_true")], kind="stable")
     return summary.reset_index(drop=True)
 
