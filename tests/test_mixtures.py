@@ -1,6 +1,6 @@
 """BMI's mixture tasks: the contract, the sampler against the densities, the Monte Carlo truth
 against routes that do not share its code (scipy quadrature of reduced problems, another seed),
-and the truth cache. scipy is not a dependency of mibench: the quadrature tests skip without it."""
+and the truth cache."""
 
 import json
 import math
@@ -275,7 +275,6 @@ QUADRATURE = {
 def test_full_truth_agrees_with_quadrature(task_id):
     """The truth as the benchmark uses it (default N, fixed seed) within 3 standard errors of
     a quadrature of an equivalent low-dimensional problem."""
-    pytest.importorskip("scipy")
     truth = mixtures.V2_TASKS[task_id](device="cpu").ground_truth()
     assert truth.stderr < 0.005 and f"N={mixtures.TRUTH_SAMPLES}" in truth.note
     exact = QUADRATURE[task_id]()
@@ -284,7 +283,6 @@ def test_full_truth_agrees_with_quadrature(task_id):
 
 def test_the_quadratures_are_converged():
     """Halving the grids (or nodes) moves the quadratures by far less than a standard error."""
-    pytest.importorskip("scipy")
     c = math.sqrt(0.04 * 0.2) * 0.95
     coarse_ai = _grid_mi([1 / 6] * 6, [[1, 0], [1, 1], [1, -1], [-0.8, -0.2], [-1.2, 0], [-0.4, 0]],
                          [[[0.01, 0], [0, 0.2]], [[0.05, 0], [0, 0.001]], [[0.05, 0], [0, 0.001]],
