@@ -43,7 +43,8 @@ def estimator_labels(summary: pd.DataFrame) -> pd.Series:
     takes for each (label, task) to be one cell."""
     lib = summary.get("library", pd.Series("mibench", index=summary.index)).fillna("mibench")
     name = summary["bound"].astype(str)
-    labels = name.where(lib == "mibench", name + " (" + lib.astype(str) + ")")
+    named = pd.Series([str(lb).lower() in str(n).lower() for n, lb in zip(name, lib)], index=summary.index)
+    labels = name.where((lib == "mibench") | named, name + " (" + lib.astype(str) + ")")
     task = summary["task"].astype(str) + summary["task_params"].astype(str)
     for key in _ESTIMATOR_KEYS:
         if not (pd.DataFrame({"l": labels, "t": task}).duplicated().any()):
@@ -67,13 +68,13 @@ def make_ranking(summary: pd.DataFrame, out: Path, figures_dir: Path) -> tuple[A
         return None, []
     cells["estimator"] = estimator_labels(cells)
     cells["task_id"] = cells["task"].astype(str) + " " + cells["task_params"].astype(str)
-    cells["abs_bias"] = cells["bias"].abs()
+    cells["absolute bias [nats]"] = cells["bias"].abs().round(6)     # closer than a micro-nat: a tie
     coverage = cells.groupby("estimator")["task_id"].nunique()
     left_out = sorted(coverage.index[coverage < coverage.max()])
     cells = cells[~cells["estimator"].isin(left_out)]
     if coverage.max() < 2 or cells["estimator"].nunique() < 2:
         return None, []
-    result = rank_table(cells, estimator="estimator", task="task_id", value="abs_bias")
+    result = rank_table(cells, estimator="estimator", task="task_id", value="absolute bias [nats]")
     out.mkdir(parents=True, exist_ok=True)
     text = result.to_markdown()
     if left_out:
