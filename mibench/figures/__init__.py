@@ -19,6 +19,7 @@ dashed), MI axes are in nats, and the legend names the bounds and critics.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -64,6 +65,23 @@ def _estimator_lines(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _by_task_variant(runs: pd.DataFrame, stem: str) -> list[tuple[str, pd.DataFrame]]:
+    """The runs split by their task parameters (the staircase's variants, e.g. a cubic y): the
+    first variant is named ``stem``, the others ``stem_<parameter>-<value>`` by what differs."""
+    if runs.empty or "task_params" not in runs:
+        return [(stem, runs)]
+    params = runs["task_params"].map(lambda p: p if isinstance(p, dict) else {})
+    keys = params.map(lambda p: json.dumps(p, sort_keys=True, default=str))
+    variants = list(dict.fromkeys(keys))
+    first = json.loads(variants[0])
+    out = []
+    for key in variants:
+        p = json.loads(key)
+        differs = [f"{k}-{p.get(k)}" for k in sorted(set(p) | set(first)) if p.get(k) != first.get(k)]
+        out.append((stem if not differs else f"{stem}_{_slug('_'.join(differs))}", runs[keys == key]))
+    return out
+
+
 def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.DataFrame,
                  summary: pd.DataFrame, staircase: pd.DataFrame,
                  embeddings: Mapping[str, pd.DataFrame] | None = None, units: str = "nats") -> list[Path]:
@@ -89,7 +107,8 @@ def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.D
     jobs: list[tuple[str, Callable[[], Any]]] = []
     for grid, d in plain.groupby("grid", sort=False):
         jobs.append((f"training_{_slug(grid)}" if grid else "training", lambda d=d: fig_training(traces, d)))
-    jobs.append(("staircase", lambda: fig_staircase(traces, runs)))
+    for name, d in _by_task_variant(stair, "staircase"):     # a panel per critic in each
+        jobs.append((name, lambda d=d: fig_staircase(traces, d)))
     jobs.append(("bias_sd", lambda: fig_bias_sd(plain_summary)))
     jobs.append(("truth", lambda: fig_truth(plain_summary)))
     jobs.append(("estimate_vs_truth", lambda: fig_estimate_vs_truth(plain_summary)))
