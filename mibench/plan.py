@@ -3,8 +3,10 @@
 ``expand`` turns a preset's grids into ``RunSpec``s, checking every value of every axis (task
 parameters and staircase levels by building the tasks, which reads no data; estimator specs by
 building each distinct estimator on the meta device), so a bad value is one ConfigError before
-any run starts. ``plan_sweep`` adds the results folder: the runs recorded there are done, the
-rest are grouped into what trains together. Executing a plan is ``mibench.runner``'s job.
+any run starts. A grid of sample estimators (``estimators = [...]``) is the exception: their
+names and options are checked by each run, so an unknown one is that run's error row (as is
+another library's unknown bound name). ``plan_sweep`` adds the results folder: the runs
+recorded there are done, the rest are grouped into what trains together. Executing a plan is ``mibench.runner``'s job.
 
 A run's identity (``RunSpec.run_id``) is what is trained and evaluated. The grids a run
 belongs to are labels, and output options (``save_model``, ``log_every``) do not make a run new:
@@ -28,11 +30,11 @@ import torch
 from .bounds import BOUNDS, bound_options
 from .distributions import TASK_FAMILIES
 from .estimators import EstimatorSpec, estimator_for
-from .sample import SAMPLE_ESTIMATORS, SampleSpec, sample_options
 from .interface import PRECISIONS, ConfigError, check_keys, number
-from .registry import unknown_name
 from .presets import AXES, TRAIN_KEYS, Preset, estimator_keys, load_preset
+from .registry import unknown_name
 from .results import FINISHED, SCHEMA_VERSION, default_out_dir, load_rows
+from .sample import SAMPLE_ESTIMATORS, SampleSpec, sample_options
 
 DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 # Run options added after the first results were recorded: they enter the identity only when set,
@@ -338,10 +340,10 @@ def expand(preset: Preset, *, quick: bool = False, overrides: Mapping[str, Any] 
     """All runs of the preset, each once: for each grid, the product of its axes.
 
     ``overrides`` maps axis names (bounds, critics, negatives, batch_sizes, devices, seeds) to
-    lists, ``grids`` to the names of the grids to expand (the others are left out; a run that an
-    unselected grid shares carries only the selected grids' labels), or a [train] key (steps or epochs, batch_seeds, precision) to a value; they replace
+    lists, or a [train] key (steps or epochs, batch_seeds, precision) to a value; they replace
     the preset's values in every grid, and a budget given here replaces the preset's budget
-    whichever way that was given.
+    whichever way that was given. ``grids`` names the grids to expand: the others are left out,
+    and a run that an unselected grid shares carries only the selected grids' labels.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     check_keys(overrides, {*AXES, *TRAIN_KEYS, "grids"}, "overrides")
