@@ -204,21 +204,15 @@ def make_row(spec: RunSpec, *, wall_s: float, measured: Mapping[str, Any], sweep
                       n_negatives=None, batch_size=None, steps=None, epochs=None, lr=None, staircase=[],
                       precision=None, bound_options=est.shown_options(), estimator_kind="sample",
                       library=library, **measured)
-    if est.library != "mibench":
-        return RunRow(**common, bound=est.bound, bound_kind="library", critic=est.critic, encoder=est.encoder,
-                      shared_encoder=est.shared, n_negatives=spec.n_negatives, batch_size=spec.batch_size,
-                      steps=spec.steps, epochs=spec.epochs, lr=spec.lr, staircase=list(spec.staircase),
-                      precision=spec.precision, bound_options=dict(est.options), library=est.library, **measured)
-    bound = BOUNDS[est.bound]
-    return RunRow(
-        run_id=spec.run_id, task=spec.preset, grid=spec.grid, grids=list(spec.grids), family=spec.family,
-        task_params=dict(spec.task_params), bound=est.bound, bound_kind=bound.kind,
-        critic=bound.critic_name(est.critic), encoder=est.encoder, shared_encoder=est.shared,
-        n_negatives=spec.n_negatives, batch_size=spec.batch_size, device=spec.device, seed=spec.seed,
-        steps=spec.steps, epochs=spec.epochs, lr=spec.lr, staircase=list(spec.staircase),
-        precision=spec.precision, spec=spec.to_dict(), bound_options=dict(est.options), wall_s=wall_s, threads=torch.get_num_threads(),
-        versions=_versions(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_commit=git_commit(),
-        record_id=uuid.uuid4().hex[:16], worker=worker_name(), sweep_id=sweep_id, **measured)
+    if est.library == "mibench":
+        bound = BOUNDS[est.bound]
+        kind, critic = bound.kind, bound.critic_name(est.critic)
+    else:                                        # another library's bound: its own kind unknown here
+        kind, critic = "library", est.critic
+    return RunRow(**common, bound=est.bound, bound_kind=kind, critic=critic, encoder=est.encoder,
+                  shared_encoder=est.shared, n_negatives=spec.n_negatives, batch_size=spec.batch_size,
+                  steps=spec.steps, epochs=spec.epochs, lr=spec.lr, staircase=list(spec.staircase),
+                  precision=spec.precision, bound_options=dict(est.options), library=est.library, **measured)
 
 
 def run_sample_estimator(spec: RunSpec, workspace: Workspace, sweep_id: str | None = None) -> tuple[RunRow, dict]:
