@@ -17,7 +17,7 @@ import pandas as pd
 from .figures import make_figures
 from .interface import ConfigError
 from .results import RUNS_FILE, load_results, load_traces
-from .stats import cells_of, in_units, staircase_runs, staircase_summary, summarize
+from .stats import cells_of, in_units, staircase_runs, staircase_summary, summarize, with_library
 from .tables import to_markdown, write_tables
 
 #: DIR/embeddings/<run_id>.csv: columns pc1, pc2 (the 2-d PCA of a trained x encoder's
@@ -41,10 +41,8 @@ def estimator_labels(summary: pd.DataFrame) -> pd.Series:
     """A short label per summary row naming its estimator: the name, its library when not
     mibench ("infonce (LIBRARY)"), then as many of the columns that vary between rows as it
     takes for each (label, task) to be one cell."""
-    lib = summary.get("library", pd.Series("mibench", index=summary.index)).fillna("mibench")
-    name = summary["bound"].astype(str)
-    named = pd.Series([str(lb).lower() in str(n).lower() for n, lb in zip(name, lib)], index=summary.index)
-    labels = name.where((lib == "mibench") | named, name + " (" + lib.astype(str) + ")")
+    lib = summary["library"] if "library" in summary else pd.Series(None, index=summary.index)
+    labels = pd.Series([with_library(n, lb) for n, lb in zip(summary["bound"], lib)], index=summary.index)
     task = summary["task"].astype(str) + summary["task_params"].astype(str)
     for key in _ESTIMATOR_KEYS:
         if not (pd.DataFrame({"l": labels, "t": task}).duplicated().any()):

@@ -38,6 +38,15 @@ N_BOOT = 2000
 BOOT_SEED = 0
 
 
+def with_library(name: str, library: Any) -> str:
+    """An estimator's name as tables and figures show it: "infonce (torch-mist)" for another
+    library's, the name alone for mibench's or when it already names its library ("KSG (BMI)")."""
+    library = "mibench" if library is None or library != library else str(library)
+    if library == "mibench" or library.lower() in str(name).lower():
+        return str(name)
+    return f"{name} ({library})"
+
+
 def _params_key(value: Any) -> str:
     """task_params (a dict, or a JSON string) as a canonical string usable as a group key."""
     if isinstance(value, str):

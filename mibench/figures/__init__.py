@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 from matplotlib.text import Text
 
-from ..stats import cells_of, staircase_runs
+from ..stats import cells_of, staircase_runs, with_library
 from . import style
 from .cells import fig_bias_sd, fig_embedding, fig_estimate_vs_truth, fig_negatives, fig_throughput, fig_truth
 from .curves import fig_staircase, fig_training
@@ -57,9 +57,9 @@ def _estimator_lines(frame: pd.DataFrame) -> pd.DataFrame:
         split = frame["bound"].map(lambda b: several.get(b, 0) > 1)
         frame.loc[split, "bound"] = [f"{bound_label(b)} ({o})" for b, o in zip(frame["bound"][split], opts[split])]
     if "library" in frame:
-        lib = frame["library"].fillna("mibench")
-        other = (lib != "mibench") & ~frame.apply(lambda r: str(r["library"]).lower() in str(r["bound"]).lower(), axis=1)
-        frame.loc[other, "bound"] = [f"{bound_label(b)} ({lb})" for b, lb in zip(frame["bound"][other], lib[other])]
+        other = frame["library"].notna() & (frame["library"] != "mibench")
+        frame.loc[other, "bound"] = [with_library(bound_label(b), lb)
+                                     for b, lb in zip(frame["bound"][other], frame["library"][other])]
     if "critic" in frame:
         frame["critic"] = frame["critic"].astype(object).where(frame["critic"].notna(), "none")
     return frame
