@@ -308,10 +308,10 @@ def staircase_summary(traces: pd.DataFrame, runs: pd.DataFrame, *, n_boot: int =
 
 UNITS = {"nats": 1.0, "bits": 1 / math.log(2)}
 #: Columns in nats in run rows, traces and summaries; MSE is in nats squared.
+#: (A staircase's ``level`` is the level's index, not an MI, so it is not among them.)
 MI_COLUMNS = ("mi_true", "mi_true_train", "mi_estimate", "mi_std", "mi_estimate_train", "mi_std_train", "mean",
               "mean_train", "train_ci_low", "train_ci_high", "bias", "sd", "bias_ci_low", "bias_ci_high", "within_sd",
-              "level", "level_mean",
-              "level_sd", "estimate")
+              "level_mean", "level_sd", "estimate")
 
 
 def in_units(frame: pd.DataFrame, units: str) -> pd.DataFrame:

@@ -101,6 +101,21 @@ def _varying_params(summary: pd.DataFrame) -> pd.Series | None:
     return pd.Series(text, index=summary.index)
 
 
+def _take_constant(view: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``view`` without the identity columns that hold one value in every row, and those
+    values by display name (for a caption); a missing value (e.g. no sample size: a stream) is
+    dropped without a caption entry. A one-row view keeps its columns."""
+    constant: dict[str, Any] = {}
+    if len(view) > 1:
+        for c in _IDENTITY:
+            if c in view and view[c].nunique(dropna=False) == 1:
+                value = view[c].iloc[0]
+                if not _missing(value):
+                    constant[DISPLAY[c]] = _fmt_seeds(value) if c == "seeds" else value
+                view = view.drop(columns=c)
+    return view, constant
+
+
 def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The table as printed, every cell a string.
 
@@ -112,15 +127,7 @@ def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     """
     units = summary.attrs.get("units", "nats")          # stats.in_units sets it
     cols = [c for c in DISPLAY if c in summary]
-    view = summary[cols].copy()
-    constant: dict[str, Any] = {}
-    if len(view) > 1:
-        for c in _IDENTITY:
-            if c in view and view[c].nunique(dropna=False) == 1:
-                value = view[c].iloc[0]
-                if not _missing(value):                  # e.g. no training sample: a stream
-                    constant[DISPLAY[c]] = _fmt_seeds(value) if c == "seeds" else value
-                view = view.drop(columns=c)
+    view, constant = _take_constant(summary[cols].copy())
     if "mean_train" in view and pd.to_numeric(view["mean_train"], errors="coerce").isna().all():
         # results recorded before it existed, or sample estimators only
         view = view.drop(columns=[c for c in ("mean_train", "train_ci_low", "train_ci_high") if c in view])
@@ -167,16 +174,22 @@ def _latex_escape(text: str) -> str:
 
 def to_markdown(summary: pd.DataFrame) -> str:
     """The display table (``display_table``) as Markdown, with the constant columns in a line above."""
-    view, constant = display_table(summary)
-    align = ["right" if num else "left" for num in _numeric_columns(view)]
-    text = view.to_markdown(index=False, disable_numparse=True, colalign=align)
-    note = _caption(constant)
-    return (f"{note}\n\n" if note else "") + text + "\n"
+    return _markdown(*display_table(summary))
 
 
 def to_latex(summary: pd.DataFrame, caption: str = "") -> str:
     """The display table as a LaTeX ``table`` (booktabs rules), constant columns in the caption."""
-    view, constant = display_table(summary)
+    return _latex(*display_table(summary), caption)
+
+
+def _markdown(view: pd.DataFrame, constant: dict[str, Any], note: str = "") -> str:
+    align = ["right" if num else "left" for num in _numeric_columns(view)]
+    text = view.to_markdown(index=False, disable_numparse=True, colalign=align)
+    note = ", ".join(filter(None, [_caption(constant), note]))
+    return (f"{note}\n\n" if note else "") + text + "\n"
+
+
+def _latex(view: pd.DataFrame, constant: dict[str, Any], caption: str = "") -> str:
     fmt = "".join("r" if num else "l" for num in _numeric_columns(view))
     view = view.rename(columns=lambda c: _latex_escape(str(c))).apply(lambda col: col.map(_latex_escape))
     text = ", ".join(filter(None, [caption, _latex_escape(_caption(constant))]))
@@ -198,6 +211,79 @@ def write_tables(summary: pd.DataFrame, out_dir: str | os.PathLike, stem: str = 
     csv_view.to_csv(paths[0], index=False)
     paths[1].write_text(to_markdown(summary), encoding="utf-8")
     paths[2].write_text(to_latex(summary, caption), encoding="utf-8")
+    log.info("wrote %s", ", ".join(str(p) for p in paths))
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# The staircase as a paper table: a row per estimator, a column per MI level
+
+STAIRCASE_NOTE = ("each level: the mean over seeds of the traced training estimate averaged over the last half "
+                  "of the level [95% bootstrap interval of that mean]")
+
+
+def staircase_table(stair: pd.DataFrame) -> pd.DataFrame:
+    """``stats.staircase_summary`` (long: a row per cell and level) made wide: a row per cell,
+    its number of seeds that finished (``n_seeds``), and for each level's truth t the columns
+    "I = t" (the mean over seeds), "I = t low" and "I = t high" (the 95 % bootstrap interval
+    of that mean: the bias interval shifted by the truth; NaN with one seed). Cells keep the
+    summary's order; units are the summary's (``attrs["units"]``, kept)."""
+    keys = [c for c in CELL_KEYS if c in stair]
+    rows = []
+    for values, cell in stair.groupby(keys, dropna=False, sort=False):
+        row: dict[str, Any] = dict(zip(keys, values))
+        row["n_seeds"] = int((cell["n_runs"] - cell["n_failed"]).max())
+        for _, level in cell.sort_values("level").iterrows():
+            name = f"I = {level['mi_true']:.3g}"
+            row[name] = level["mean"]
+            row[f"{name} low"] = level["bias_ci_low"] + level["mi_true"]
+            row[f"{name} high"] = level["bias_ci_high"] + level["mi_true"]
+        rows.append(row)
+    wide = pd.DataFrame(rows)
+    wide.attrs["units"] = stair.attrs.get("units", "nats")
+    return wide
+
+
+def _fmt_level(value: Any) -> str:
+    """An estimate at a staircase level: 2 decimals, or 3 significant digits from 1000 on
+    (a bound that blew up)."""
+    v = float(value)
+    if not math.isfinite(v):
+        return MISSING
+    return f"{v:.3g}" if abs(v) >= 1000 else f"{v:.2f}"
+
+
+def staircase_display(wide: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``staircase_table`` as printed: identity columns that vary, "seeds", and one
+    "mean [low, high]" string per level ("mean" alone with one seed); the constant identity
+    columns are returned for a caption, as in ``display_table``."""
+    ident = [c for c in CELL_KEYS if c in wide]
+    levels = [c for c in wide.columns if c.startswith("I = ") and not c.endswith((" low", " high"))]
+    view, constant = _take_constant(wide[ident].copy())
+    out = pd.DataFrame({DISPLAY[c]: view[c].map(_fmt_plain) for c in view.columns}, index=wide.index)
+    out["seeds"] = wide["n_seeds"].astype(str)
+    for name in levels:
+        mean, low, high = (wide[name].map(_fmt_level), wide[f"{name} low"].map(_fmt_level),
+                           wide[f"{name} high"].map(_fmt_level))
+        out[name] = [m if MISSING in (lo, hi) else f"{m} [{lo}, {hi}]" for m, lo, hi in zip(mean, low, high)]
+    return out.reset_index(drop=True), constant
+
+
+def write_staircase_table(stair: pd.DataFrame, out_dir: str | os.PathLike,
+                          stem: str = "staircase_table") -> list[Path]:
+    """OUT/STEM.csv (``staircase_table``: every number, units in the level columns' names),
+    OUT/STEM.md and OUT/STEM.tex (``staircase_display``). Returns the three paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    wide = staircase_table(stair)
+    units = wide.attrs["units"]
+    view, constant = staircase_display(wide)
+    note = f"estimates in {units}; {STAIRCASE_NOTE}"
+    paths = [out / f"{stem}.csv", out / f"{stem}.md", out / f"{stem}.tex"]
+    wide.rename(columns=lambda c: f"{c} [{units}]" if c.startswith("I = ") else
+                ("seeds" if c == "n_seeds" else DISPLAY.get(c, c))).to_csv(paths[0], index=False)
+    paths[1].write_text(_markdown(view, constant, note), encoding="utf-8")
+    paths[2].write_text(_latex(view, constant, _latex_escape(note)), encoding="utf-8")
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 

@@ -16,9 +16,10 @@ from mibench import report as R
 from mibench.bounds import BOUNDS
 from mibench.cli import main
 from mibench.results import append_jsonl
-from mibench.stats import (bootstrap_ci, cells_of, staircase_levels, staircase_runs, staircase_summary,
+from mibench.stats import (bootstrap_ci, cells_of, in_units, staircase_levels, staircase_runs, staircase_summary,
                            summarize)
-from mibench.tables import display_table, run_table, to_markdown, to_text, write_tables
+from mibench.tables import (display_table, run_table, staircase_display, staircase_table, to_markdown, to_text,
+                            write_staircase_table, write_tables)
 
 
 def row(**kw):
@@ -160,6 +161,47 @@ def test_staircase_levels_use_the_shared_schedule_the_last_level_taking_the_rest
     assert list(per_run["level_mean"]) == pytest.approx([2.5, 6.5, 9.0])
     assert list(per_run["n_points"]) == [2, 2, 1]
     assert list(per_run["mi_true"]) == [1.0, 2.0, 3.0]
+
+
+def test_staircase_table_has_a_row_per_cell_and_a_column_per_level(tmp_path):
+    """The wide table: the interval of the mean is the bias interval shifted by the level's
+    truth; one seed shows its value alone; magnitudes from 1000 on take 3 significant digits."""
+    traces, runs = stair_data(seeds=(0, 1, 2))
+    one = runs["run_id"] == "s0"
+    lone = runs[one].assign(run_id="lone", grid="h")
+    traces = pd.concat([traces, traces[traces["run_id"] == "s0"].assign(
+        run_id="lone", estimate=lambda t: t["estimate"] * 1000)], ignore_index=True)
+    stair = staircase_summary(traces, pd.concat([runs, lone], ignore_index=True))
+    wide = staircase_table(stair)
+    assert list(wide["grid"]) == ["g", "h"] and list(wide["n_seeds"]) == [3, 1]
+    level0 = stair[(stair["grid"] == "g") & (stair["level"] == 0)].iloc[0]
+    g = wide.iloc[0]
+    assert g["I = 1"] == pytest.approx(4.5)                             # seeds 0, 1, 2: 3.5, 4.5, 5.5
+    assert g["I = 1 low"] == pytest.approx(level0["bias_ci_low"] + 1.0)
+    assert g["I = 1 high"] == pytest.approx(level0["bias_ci_high"] + 1.0)
+    assert g["I = 1 low"] < 4.5 < g["I = 1 high"]
+    assert math.isnan(wide.iloc[1]["I = 3 low"])
+    view, constant = staircase_display(wide)
+    assert constant["task"] == "t" and "task" not in view                # constant: in the caption
+    assert list(view.columns) == ["grid", "seeds", "I = 1", "I = 3"]
+    assert view.loc[0, "I = 1"] == f"4.50 [{g['I = 1 low']:.2f}, {g['I = 1 high']:.2f}]"
+    assert view.loc[1, "I = 1"] == "3.5e+03"                               # 1000 x 3.5, no interval
+    paths = write_staircase_table(in_units(stair, "bits"), tmp_path)
+    assert [p.name for p in paths] == ["staircase_table.csv", "staircase_table.md", "staircase_table.tex"]
+    md = paths[1].read_text()
+    assert "estimates in bits" in md and f"I = {1 / math.log(2):.3g}" in md
+    csv = pd.read_csv(paths[0])
+    assert csv[f"I = {1 / math.log(2):.3g} [bits]"].iloc[0] == pytest.approx(4.5 / math.log(2))
+
+
+def test_bits_scale_the_staircase_truth_and_estimates_but_not_the_level_index():
+    traces, runs = stair_data()
+    nats = staircase_summary(traces, runs)
+    bits = in_units(nats, "bits")
+    assert list(bits["level"]) == list(nats["level"]) == [0, 1]
+    assert np.allclose(bits["mi_true"], nats["mi_true"] / math.log(2))
+    per_run = in_units(staircase_levels(traces, runs), "bits")
+    assert sorted(set(per_run["level"])) == [0, 1]
 
 
 def test_cells_of_picks_the_summary_rows_of_some_runs():
@@ -513,6 +555,7 @@ def test_make_report_loads_and_summarizes_once(tmp_path, monkeypatch):
     assert len(plain_rows) == 8 and set(plain_rows["mi_true"]) == {2.0, 6.0}
     assert "level" in stair_rows and len(stair_rows) == 2
     assert (tmp_path / "out" / "staircase.csv").is_file() and (tmp_path / "out" / "summary.md").is_file()
+    assert "staircase_table.md" in {p.name for p in result["tables"]}
 
 
 def embedding_folder(folder, devices=("cpu",)):
