@@ -459,6 +459,9 @@ def test_save_figure_writes_png_and_pdf(tmp_path):
     paths = F.save_figure(F.fig_staircase(traces, runs), tmp_path, "stairs")
     assert [p.name for p in paths] == ["stairs.png", "stairs.pdf"]
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:5] == b"%PDF-"
+    # rebuilt, the same bytes: no creation date, so committed figures change only with their data
+    again = F.save_figure(F.fig_staircase(traces, runs), tmp_path / "again", "stairs")
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths]
 
 
 def test_sweep_then_report_writes_tables_and_figures(tmp_path, capsys, monkeypatch):

@@ -206,13 +206,14 @@ def _fmt_mi(v: float) -> str:
 def save_figure(fig, out_dir: str | os.PathLike, name: str, formats: Sequence[str] | None = None) -> list[Path]:
     """Write ``fig`` as OUT/NAME.png (``DPI`` dots per inch) and OUT/NAME.pdf (TrueType fonts
     embedded), or in the ``formats`` given (default: this module's ``FORMATS``); returns the
-    paths."""
+    paths. A PDF carries no creation date, so the same figure rebuilt is the same file (and the
+    committed figures change only when their data or drawing does)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.{ext}" for ext in (FORMATS if formats is None else formats)]
     with mpl.rc_context(STYLE):
         for p in paths:
-            fig.savefig(p, dpi=DPI)
+            fig.savefig(p, dpi=DPI, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     return paths
 
 
