@@ -1,0 +1,87 @@
+"""Copy generated tables into the README, so its numbers are the committed results' own.
+
+A block in README.md between
+
+    <!-- generated: results/reference/FOLDER/TABLE.md -->
+    <!-- end generated -->
+
+is replaced by the Markdown table of that file (written by `mibench report` / `mibench
+figures`), without its caption line. `<!-- generated: PATH grid=separable,joint -->` keeps only
+the rows whose `grid` column is one of those values (any column of the table can be named).
+
+    python scripts/readme_tables.py           # rewrite the blocks in README.md
+    python scripts/readme_tables.py --check   # exit 1, naming the stale blocks, if any differs
+
+tests/test_readme.py runs the check, so the README cannot drift from the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"(?P<head><!-- generated: (?P<path>\S+)(?: (?P<column>[\w ]+)=(?P<values>[^ ]+))? -->\n)"
+                   r"(?P<body>.*?)"
+                   r"(?P<end><!-- end generated -->)", re.S)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def table(path: Path, column: str | None = None, values: str | None = None) -> str:
+    """The Markdown table in ``path`` (its lines starting with "|"), with only the rows whose
+    ``column`` is one of the comma-separated ``values`` when given, in the order of the values."""
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.startswith("|")]
+    if len(lines) < 2:
+        raise ValueError(f"{path}: no Markdown table")
+    head, rows = lines[:2], lines[2:]
+    if column:
+        names = _cells(head[0])
+        if column not in names:
+            raise ValueError(f"{path}: no column {column!r}; columns: {', '.join(names)}")
+        at = names.index(column)
+        rows = [r for value in values.split(",") for r in rows if _cells(r)[at] == value]
+    return "\n".join(head + rows) + "\n"
+
+
+def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
+    """``text`` with every generated block filled in, and the paths of the blocks that changed."""
+    changed: list[str] = []
+
+    def fill(m: re.Match) -> str:
+        body = table(root / m["path"], m["column"], m["values"])
+        if body != m["body"]:
+            changed.append(m["path"] + (f" ({m['column']}={m['values']})" if m["column"] else ""))
+        return m["head"] + body + m["end"]
+
+    return BLOCK.sub(fill, text), changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report stale blocks (exit 1 if any)")
+    parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    args = parser.parse_args(argv)
+    readme = Path(args.readme)
+    text = readme.read_text(encoding="utf-8")
+    try:
+        new, changed = render(text, readme.resolve().parent)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.check:
+        for c in changed:
+            print(f"{readme.name}: the table from {c} is stale; run python scripts/readme_tables.py")
+        return 1 if changed else 0
+    if changed:
+        readme.write_text(new, encoding="utf-8")
+    print(f"{len(changed)} table(s) updated in {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
