@@ -18,7 +18,7 @@ from .figures import make_figures
 from .interface import ConfigError
 from .results import RUNS_FILE, load_results, load_traces
 from .stats import cells_of, in_units, staircase_runs, staircase_summary, summarize, with_library
-from .tables import to_markdown, write_staircase_table, write_tables
+from .tables import MI_NOTE, STAIRCASE_NOTE, has_mi_levels, to_markdown, write_level_table, write_tables
 
 #: DIR/embeddings/<run_id>.csv: columns pc1, pc2 (the 2-d PCA of a trained x encoder's
 #: embeddings of a fixed sample of test images, embedding units) and label (int class),
@@ -91,8 +91,9 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     Reads DIR/runs.jsonl, DIR/traces.jsonl and DIR/embeddings/*.csv once; writes
     OUT/summary.{csv,md,tex} (``stats.summarize``), OUT/staircase.{csv,md,tex} when the folder
     has staircase runs (``stats.staircase_summary``, a row per cell and level) with the same as a
-    paper table in OUT/staircase_table.{csv,md,tex} (``tables.staircase_table``, a row per cell
-    and a column per level), and OUT/figures/*.{png,pdf}
+    paper table in OUT/staircase_table.{csv,md,tex} (``tables.level_table``, a row per cell
+    and a column per level), OUT/mi_table.{csv,md,tex} the same for the other cells when each
+    estimator has one cell per true MI (``tables.has_mi_levels``), and OUT/figures/*.{png,pdf}
     (``figures.make_figures``, drawn from the same frames). ``out_dir`` defaults to the results
     folder. Raises ConfigError when the folder has no recorded runs.
 
@@ -117,12 +118,14 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     plain = summary[~cells_of(summary, staircase_runs(runs))]
     ranking, ranking_files = make_ranking(plain, out, out / "figures")
     if units != "nats":
-        summary, stair, runs, traces = (in_units(f, units) for f in (summary, stair, runs, traces))
+        summary, plain, stair, runs, traces = (in_units(f, units) for f in (summary, plain, stair, runs, traces))
     tables = write_tables(summary, out, "summary")
     if not stair.empty:
         tables += write_tables(stair, out, "staircase",
                                caption="staircase: traced estimate over the last half of each level")
-        tables += write_staircase_table(stair, out)
+        tables += write_level_table(stair, out, "staircase_table", STAIRCASE_NOTE)
+    if has_mi_levels(plain):
+        tables += write_level_table(plain, out, "mi_table", MI_NOTE)
     figures = make_figures(out / "figures", runs=runs, traces=traces, summary=summary, staircase=stair,
                            embeddings=load_embeddings(results_dir), units=units)
     return {"summary": summary, "markdown": to_markdown(summary), "tables": tables + ranking_files[:2],

@@ -216,45 +216,59 @@ def write_tables(summary: pd.DataFrame, out_dir: str | os.PathLike, stem: str = 
 
 
 # --------------------------------------------------------------------------------------------
-# The staircase as a paper table: a row per estimator, a column per MI level
+# Paper tables: a row per estimator, a column per MI level
 
 STAIRCASE_NOTE = ("each level: the mean over seeds of the traced training estimate averaged over the last half "
                   "of the level [95% bootstrap interval of that mean]")
+MI_NOTE = "each true MI: the mean over seeds of the held-out estimate [95% bootstrap interval of that mean]"
 
 
-def staircase_table(stair: pd.DataFrame) -> pd.DataFrame:
-    """``stats.staircase_summary`` (long: a row per cell and level) made wide: a row per cell,
-    its number of seeds that finished (``n_seeds``), and for each level's truth t the columns
-    "I = t" (the mean over seeds), "I = t low" and "I = t high" (the 95 % bootstrap interval
-    of that mean: the bias interval shifted by the truth; NaN with one seed). Cells keep the
-    summary's order; units are the summary's (``attrs["units"]``, kept)."""
-    keys = [c for c in CELL_KEYS if c in stair]
+def level_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """A long frame of cells at several MI levels made wide: a row per estimator cell (the cell
+    keys), its number of seeds that finished (``n_seeds``), and for each level's truth t the
+    columns "I = t" (the mean over seeds), "I = t low" and "I = t high" (the 95 % bootstrap
+    interval of that mean: the bias interval shifted by the truth; NaN with one seed).
+
+    ``cells``: ``stats.staircase_summary`` (a row per cell and staircase level) or the part of
+    ``stats.summarize`` where each estimator has one row per true MI (``has_mi_levels``).
+    Cells keep the frame's order; units are the frame's (``attrs["units"]``, kept)."""
+    keys = [c for c in CELL_KEYS if c in cells]
+    order = "level" if "level" in cells else "mi_true"
     rows = []
-    for values, cell in stair.groupby(keys, dropna=False, sort=False):
+    for values, cell in cells.groupby(keys, dropna=False, sort=False):
         row: dict[str, Any] = dict(zip(keys, values))
         row["n_seeds"] = int((cell["n_runs"] - cell["n_failed"]).max())
-        for _, level in cell.sort_values("level").iterrows():
+        for _, level in cell.sort_values(order).iterrows():
             name = f"I = {level['mi_true']:.3g}"
             row[name] = level["mean"]
             row[f"{name} low"] = level["bias_ci_low"] + level["mi_true"]
             row[f"{name} high"] = level["bias_ci_high"] + level["mi_true"]
         rows.append(row)
     wide = pd.DataFrame(rows)
-    wide.attrs["units"] = stair.attrs.get("units", "nats")
+    wide.attrs["units"] = cells.attrs.get("units", "nats")
     return wide
 
 
+def has_mi_levels(summary: pd.DataFrame) -> bool:
+    """Whether ``summary`` reads as a level table: two or more true MIs, and no estimator cell
+    with two rows at one of them (two tasks of equal MI would share a column)."""
+    if len(summary) == 0 or summary["mi_true"].nunique() < 2:
+        return False
+    keys = [c for c in CELL_KEYS if c in summary]
+    return not summary[[*keys, "mi_true"]].astype(str).duplicated().any()
+
+
 def _fmt_level(value: Any) -> str:
-    """An estimate at a staircase level: 2 decimals, or 3 significant digits from 1000 on
-    (a bound that blew up)."""
+    """An estimate at a level: 2 decimals, or 3 significant digits from 1000 on (a bound that
+    blew up)."""
     v = float(value)
     if not math.isfinite(v):
         return MISSING
     return f"{v:.3g}" if abs(v) >= 1000 else f"{v:.2f}"
 
 
-def staircase_display(wide: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """``staircase_table`` as printed: identity columns that vary, "seeds", and one
+def level_display(wide: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``level_table`` as printed: identity columns that vary, "seeds", and one
     "mean [low, high]" string per level ("mean" alone with one seed); the constant identity
     columns are returned for a caption, as in ``display_table``."""
     ident = [c for c in CELL_KEYS if c in wide]
@@ -269,16 +283,16 @@ def staircase_display(wide: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]
     return out.reset_index(drop=True), constant
 
 
-def write_staircase_table(stair: pd.DataFrame, out_dir: str | os.PathLike,
-                          stem: str = "staircase_table") -> list[Path]:
-    """OUT/STEM.csv (``staircase_table``: every number, units in the level columns' names),
-    OUT/STEM.md and OUT/STEM.tex (``staircase_display``). Returns the three paths."""
+def write_level_table(cells: pd.DataFrame, out_dir: str | os.PathLike, stem: str, note: str) -> list[Path]:
+    """OUT/STEM.csv (``level_table``: every number, units in the level columns' names),
+    OUT/STEM.md and OUT/STEM.tex (``level_display``, ``note`` after the caption's constant
+    columns). Returns the three paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    wide = staircase_table(stair)
+    wide = level_table(cells)
     units = wide.attrs["units"]
-    view, constant = staircase_display(wide)
-    note = f"estimates in {units}; {STAIRCASE_NOTE}"
+    view, constant = level_display(wide)
+    note = f"estimates in {units}; {note}"
     paths = [out / f"{stem}.csv", out / f"{stem}.md", out / f"{stem}.tex"]
     wide.rename(columns=lambda c: f"{c} [{units}]" if c.startswith("I = ") else
                 ("seeds" if c == "n_seeds" else DISPLAY.get(c, c))).to_csv(paths[0], index=False)

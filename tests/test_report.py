@@ -18,8 +18,8 @@ from mibench.cli import main
 from mibench.results import append_jsonl
 from mibench.stats import (bootstrap_ci, cells_of, in_units, staircase_levels, staircase_runs, staircase_summary,
                            summarize)
-from mibench.tables import (display_table, run_table, staircase_display, staircase_table, to_markdown, to_text,
-                            write_staircase_table, write_tables)
+from mibench.tables import (STAIRCASE_NOTE, display_table, has_mi_levels, level_display, level_table, run_table,
+                            to_markdown, to_text, write_level_table, write_tables)
 
 
 def row(**kw):
@@ -172,7 +172,7 @@ def test_staircase_table_has_a_row_per_cell_and_a_column_per_level(tmp_path):
     traces = pd.concat([traces, traces[traces["run_id"] == "s0"].assign(
         run_id="lone", estimate=lambda t: t["estimate"] * 1000)], ignore_index=True)
     stair = staircase_summary(traces, pd.concat([runs, lone], ignore_index=True))
-    wide = staircase_table(stair)
+    wide = level_table(stair)
     assert list(wide["grid"]) == ["g", "h"] and list(wide["n_seeds"]) == [3, 1]
     level0 = stair[(stair["grid"] == "g") & (stair["level"] == 0)].iloc[0]
     g = wide.iloc[0]
@@ -181,12 +181,12 @@ def test_staircase_table_has_a_row_per_cell_and_a_column_per_level(tmp_path):
     assert g["I = 1 high"] == pytest.approx(level0["bias_ci_high"] + 1.0)
     assert g["I = 1 low"] < 4.5 < g["I = 1 high"]
     assert math.isnan(wide.iloc[1]["I = 3 low"])
-    view, constant = staircase_display(wide)
+    view, constant = level_display(wide)
     assert constant["task"] == "t" and "task" not in view                # constant: in the caption
     assert list(view.columns) == ["grid", "seeds", "I = 1", "I = 3"]
     assert view.loc[0, "I = 1"] == f"4.50 [{g['I = 1 low']:.2f}, {g['I = 1 high']:.2f}]"
     assert view.loc[1, "I = 1"] == "3.5e+03"                               # 1000 x 3.5, no interval
-    paths = write_staircase_table(in_units(stair, "bits"), tmp_path)
+    paths = write_level_table(in_units(stair, "bits"), tmp_path, "staircase_table", STAIRCASE_NOTE)
     assert [p.name for p in paths] == ["staircase_table.csv", "staircase_table.md", "staircase_table.tex"]
     md = paths[1].read_text()
     assert "estimates in bits" in md and f"I = {1 / math.log(2):.3g}" in md
@@ -311,6 +311,23 @@ def gaussian_data():
                     traces.append(pd.DataFrame({"run_id": rid, "step": steps,
                                                 "estimate": est * (1 - np.exp(-steps / 30)), "mi_true": mi}))
     return pd.concat(traces, ignore_index=True), frame(runs)
+
+
+def test_mi_table_is_written_when_each_estimator_has_one_cell_per_true_mi(tmp_path):
+    """Two bounds x two critics at 2 and 6 nats: four rows, a column per MI; a second task at
+    an MI already present would share a column, so no MI table is drawn from it."""
+    _, runs = gaussian_data()
+    summary = summarize(runs)
+    assert has_mi_levels(summary)
+    wide = level_table(summary)
+    assert len(wide) == 4 and list(wide["n_seeds"]) == [2] * 4
+    one = wide[(wide["bound"] == "nwj") & (wide["critic"] == "joint")].iloc[0]
+    assert one["I = 6"] == pytest.approx(6 - 0.6 + 0.025)                # seeds 0, 1: +0, +0.05
+    paths = write_level_table(summary, tmp_path, "mi_table", "held out")
+    assert "| estimator   | critic    |   seeds |" in paths[1].read_text()
+    other = runs.assign(run_id=runs["run_id"] + "b", task_params=[{"mi": m, "dim": 3} for m in runs["mi_true"]])
+    assert not has_mi_levels(summarize(pd.concat([runs, other], ignore_index=True)))
+    assert not has_mi_levels(summarize(runs[runs["mi_true"] == 2.0]))      # one MI: nothing to tabulate
 
 
 def legend_texts(fig):

@@ -37,10 +37,12 @@ def tiny(tmp_path, steps=30, text=TINY):
 def test_gaussian_preset_expands_to_the_product_of_its_axes():
     preset = load_preset("gaussian")
     specs = expand(preset)
-    assert len(specs) == 5 * 2 * 5
+    assert len(specs) == 5 * 5 * (5 + 3)                 # bounds x MIs x (5 separable + 3 joint seeds)
     assert {dict(s.task_params)["mi"] for s in specs} == {2.0, 4.0, 6.0, 8.0, 10.0}
     assert {(s.estimator.bound, s.estimator.critic) for s in specs} == {
         (b, c) for b in ("infonce", "nwj", "js", "smile", "mine") for c in ("separable", "joint")}
+    seeds = {c: {s.seed for s in specs if s.estimator.critic == c} for c in ("separable", "joint")}
+    assert seeds == {"separable": {0, 1, 2, 3, 4}, "joint": {0, 1, 2}}
     assert all(s.n_negatives == 63 and s.steps == 2000 and s.batch_size == 64 for s in specs)
     assert len({s.run_id for s in specs}) == len(specs)
     assert len(expand(preset, quick=True)) == 4
