@@ -6,8 +6,11 @@ A block in README.md between
     <!-- end generated -->
 
 is replaced by the Markdown table of that file (written by `mibench report` / `mibench
-figures`), without its caption line. `<!-- generated: PATH grid=separable,joint -->` keeps only
-the rows whose `grid` column is one of those values (any column of the table can be named).
+figures`), without its caption line. Two options may follow the path:
+
+- `rows grid=separable,joint` keeps only the rows whose `grid` column is one of those values, in
+  that order (any column of the table can be named);
+- `columns grid; estimator; bias [nats]` keeps only those columns, in that order.
 
     python scripts/readme_tables.py           # rewrite the blocks in README.md
     python scripts/readme_tables.py --check   # exit 1, naming the stale blocks, if any differs
@@ -23,7 +26,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"(?P<head><!-- generated: (?P<path>\S+)(?: (?P<column>[\w ]+)=(?P<values>[^ ]+))? -->\n)"
+BLOCK = re.compile(r"(?P<head><!-- generated: (?P<path>\S+)(?: rows (?P<column>[^=]+)=(?P<values>\S+))?"
+                   r"(?: columns (?P<columns>.+?))? -->\n)"
                    r"(?P<body>.*?)"
                    r"(?P<end><!-- end generated -->)", re.S)
 
@@ -32,20 +36,38 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def table(path: Path, column: str | None = None, values: str | None = None) -> str:
+def _index(path: Path, names: list[str], column: str) -> int:
+    if column not in names:
+        raise ValueError(f"{path}: no column {column!r}; columns: {', '.join(names)}")
+    return names.index(column)
+
+
+def table(path: Path, column: str | None = None, values: str | None = None, columns: str | None = None) -> str:
     """The Markdown table in ``path`` (its lines starting with "|"), with only the rows whose
-    ``column`` is one of the comma-separated ``values`` when given, in the order of the values."""
+    ``column`` is one of the comma-separated ``values`` when given, in the order of the values,
+    and only the "; "-separated ``columns`` when given, in their order."""
     lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.startswith("|")]
     if len(lines) < 2:
         raise ValueError(f"{path}: no Markdown table")
     head, rows = lines[:2], lines[2:]
+    names = _cells(head[0])
     if column:
-        names = _cells(head[0])
-        if column not in names:
-            raise ValueError(f"{path}: no column {column!r}; columns: {', '.join(names)}")
-        at = names.index(column)
+        at = _index(path, names, column)
         rows = [r for value in values.split(",") for r in rows if _cells(r)[at] == value]
-    return "\n".join(head + rows) + "\n"
+    if not columns:
+        return "\n".join(head + rows) + "\n"
+    keep = [_index(path, names, c.strip()) for c in columns.split(";")]
+    grid = [[_cells(line)[i] for i in keep] for line in [head[0], *rows]]
+    rules = [_cells(head[1])[i] for i in keep]
+    widths = [max(len(r[k]) for r in grid) for k in range(len(keep))]
+    right = [rule.endswith(":") for rule in rules]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)) + " |"
+
+    rule = "|" + "|".join((":" if rl.startswith(":") else "-") + "-" * w + (":" if r else "-")
+                          for rl, w, r in zip(rules, widths, right)) + "|"
+    return "\n".join([line(grid[0]), rule, *map(line, grid[1:])]) + "\n"
 
 
 def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
@@ -53,9 +75,9 @@ def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
     changed: list[str] = []
 
     def fill(m: re.Match) -> str:
-        body = table(root / m["path"], m["column"], m["values"])
+        body = table(root / m["path"], m["column"], m["values"], m["columns"])
         if body != m["body"]:
-            changed.append(m["path"] + (f" ({m['column']}={m['values']})" if m["column"] else ""))
+            changed.append(m["path"] + (f" (rows {m['column']}={m['values']})" if m["column"] else ""))
         return m["head"] + body + m["end"]
 
     return BLOCK.sub(fill, text), changed

@@ -33,7 +33,7 @@ def test_blocks_are_filled_filtered_in_the_order_given_and_stale_ones_named(tmp_
     rt = _load()
     (tmp_path / "t.md").write_text(TABLE)
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- generated: t.md grid=b,a -->\nold\n<!-- end generated -->\nrest\n"
+    readme.write_text("intro\n<!-- generated: t.md rows grid=b,a -->\nold\n<!-- end generated -->\nrest\n"
                       "<!-- generated: t.md -->\n<!-- end generated -->\n")
     assert rt.main(["--check", "--readme", str(readme)]) == 1
     assert capsys.readouterr().out.count("is stale") == 2
@@ -50,10 +50,24 @@ def test_a_missing_table_or_column_is_one_line_and_exit_2(tmp_path, capsys):
     rt = _load()
     (tmp_path / "t.md").write_text(TABLE)
     readme = tmp_path / "README.md"
-    for block, message in (("nowhere.md", "nowhere.md"), ("t.md critic=joint", "no column 'critic'; columns: grid")):
+    for block, message in (("nowhere.md", "nowhere.md"), ("t.md rows critic=joint", "no column 'critic'; columns: grid")):
         readme.write_text(f"<!-- generated: {block} -->\n<!-- end generated -->\n")
         before = readme.read_text()
         assert rt.main(["--readme", str(readme)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1
         assert readme.read_text() == before                       # nothing half-written
+
+
+def test_columns_are_picked_in_the_order_given_and_keep_their_alignment(tmp_path):
+    rt = _load()
+    (tmp_path / "t.md").write_text(TABLE)
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- generated: t.md rows grid=a columns I = 2; estimator -->\n<!-- end generated -->\n")
+    assert rt.main(["--readme", str(readme)]) == 0
+    assert readme.read_text().splitlines()[1:5] == [
+        "| I = 2 | estimator |",
+        "|------:|:----------|",
+        "|  1.00 | x         |",
+        "|  3.00 | z         |",
+    ]
