@@ -7,7 +7,10 @@ pairs/s as whole numbers, the bias CI as one "[low, high]" column, column names 
 
 - ``to_markdown`` / ``to_latex`` / ``to_text``: that table as Markdown, a LaTeX ``table``, or
   plain text for a terminal.
-- ``write_tables(summary, out_dir)``: OUT/STEM.{csv,md,tex} (the only I/O here).
+- ``write_tables(summary, out_dir)``: OUT/STEM.{csv,md,tex}.
+- ``level_table(cells)`` / ``write_level_table``: cells at several MI levels (a staircase, or
+  the Gaussian at 2-10 nats) as a paper table: a row per estimator, a column per level holding
+  "mean [95 % interval]" over seeds. The two writers are the only I/O here.
 - ``run_table(runs)``: what ``mibench run`` prints: the per-cell summary of the runs it did.
 """
 
