@@ -214,8 +214,8 @@ def staircase_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[mask]
 
 
-STAIR_RUN_COLUMNS = [*CELL_KEYS, "run_id", "seed", "status", "level", "mi_true", "level_mean", "level_sd",
-                     "n_points"]
+STAIR_RUN_COLUMNS = [*CELL_KEYS, "task_params", "run_id", "seed", "status", "level", "mi_true", "level_mean",
+                     "level_sd", "n_points"]
 
 
 def staircase_levels(traces: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -254,7 +254,7 @@ def staircase_levels(traces: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
             values, truth = estimates[sel], truths[sel]
             finite = values[np.isfinite(values)]
             out.append({
-                **{key: run[key] for key in CELL_KEYS}, "run_id": run["run_id"],
+                **{key: run[key] for key in CELL_KEYS}, "task_params": run["_params"], "run_id": run["run_id"],
                 "seed": run.get("seed"), "status": run["status"], "level": k,
                 "mi_true": float(np.nanmean(truth)) if truth.size else target,
                 "level_mean": float(finite.mean()) if finite.size else math.nan,
@@ -264,13 +264,14 @@ def staircase_levels(traces: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=STAIR_RUN_COLUMNS)
 
 
-STAIR_COLUMNS = [*CELL_KEYS, "level", "n_runs", "n_failed", "mi_true", "mean", "bias", "sd", "mse",
+STAIR_COLUMNS = [*CELL_KEYS, "task_params", "level", "n_runs", "n_failed", "mi_true", "mean", "bias", "sd", "mse",
                  "bias_ci_low", "bias_ci_high", "within_sd"]
 
 
 def staircase_summary(traces: pd.DataFrame, runs: pd.DataFrame, *, n_boot: int = N_BOOT,
                       seed: int = BOOT_SEED) -> pd.DataFrame:
-    """``staircase_levels`` aggregated over seeds, one row per cell (bound, critic, ...) and level.
+    """``staircase_levels`` aggregated over seeds, one row per cell (bound, critic, ..., and the
+    task parameters, so that a variant such as a cubic y is its own cell) and level.
 
     Columns as in ``summarize``, with the per-run last-half level mean in place of the held-out
     estimate: mean, bias, sd (across seeds), mse, bias CI; within_sd is the median over runs of
@@ -280,7 +281,7 @@ def staircase_summary(traces: pd.DataFrame, runs: pd.DataFrame, *, n_boot: int =
     per_run = staircase_levels(traces, runs)
     if per_run.empty:
         return pd.DataFrame(columns=STAIR_COLUMNS)
-    keys = [*CELL_KEYS, "level"]
+    keys = [*CELL_KEYS, "task_params", "level"]          # a task variant (e.g. cubic y) is its own cell
     out = []
     for values, cell in per_run.groupby(keys, dropna=False, sort=False):
         row = dict(zip(keys, values))

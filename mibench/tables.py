@@ -235,8 +235,10 @@ def level_table(cells: pd.DataFrame) -> pd.DataFrame:
     ``cells``: ``stats.staircase_summary`` (a row per cell and staircase level) or the part of
     ``stats.summarize`` where each estimator has one row per true MI (``has_mi_levels``).
     Cells keep the frame's order; units are the frame's (``attrs["units"]``, kept)."""
-    keys = [c for c in CELL_KEYS if c in cells]
-    order = "level" if "level" in cells else "mi_true"
+    staircase = "level" in cells
+    # a staircase's task parameters tell its variants apart; elsewhere they hold the MI level
+    keys = [c for c in CELL_KEYS if c in cells] + (["task_params"] if staircase and "task_params" in cells else [])
+    order = "level" if staircase else "mi_true"
     rows = []
     for values, cell in cells.groupby(keys, dropna=False, sort=False):
         row: dict[str, Any] = dict(zip(keys, values))
@@ -278,6 +280,9 @@ def level_display(wide: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     levels = [c for c in wide.columns if c.startswith("I = ") and not c.endswith((" low", " high"))]
     view, constant = _take_constant(wide[ident].copy())
     out = pd.DataFrame({DISPLAY[c]: view[c].map(_fmt_plain) for c in view.columns}, index=wide.index)
+    varying = _varying_params(wide) if "task_params" in wide else None
+    if varying is not None:                              # which variant each row is (e.g. a cubic y)
+        out.insert(0, "task parameters", varying)
     out["seeds"] = wide["n_seeds"].astype(str)
     for name in levels:
         mean, low, high = (wide[name].map(_fmt_level), wide[f"{name} low"].map(_fmt_level),

@@ -194,6 +194,27 @@ def test_staircase_table_has_a_row_per_cell_and_a_column_per_level(tmp_path):
     assert csv[f"I = {1 / math.log(2):.3g} [bits]"].iloc[0] == pytest.approx(4.5 / math.log(2))
 
 
+def test_staircase_variants_are_separate_cells_tables_and_figures(tmp_path, monkeypatch):
+    """A cubic variant in the same grid is its own cell (not averaged with the Gaussian one),
+    its own table row and its own bias/sd figure, even with one seed against two."""
+    monkeypatch.setattr(F.style, "FORMATS", ("png",))
+    traces, runs = stair_data()
+    cubic = runs[runs["run_id"] == "s0"].assign(run_id="c0", task_params=[{"dim": 2, "transform": "cubic"}])
+    traces = pd.concat([traces, traces[traces["run_id"] == "s0"].assign(run_id="c0", estimate=lambda t: t["estimate"] / 2)],
+                       ignore_index=True)
+    runs = pd.concat([runs, cubic], ignore_index=True)
+    stair = staircase_summary(traces, runs)
+    assert len(stair) == 4 and sorted(stair["n_runs"]) == [1, 1, 2, 2]
+    cub = stair[stair["task_params"].str.contains("cubic")].set_index("level")
+    assert cub.loc[0, "mean"] == pytest.approx(3.5 / 2)                     # the cubic run alone
+    view, _ = level_display(level_table(stair))
+    assert list(view["task parameters"]) == ["", "transform=cubic"] and list(view["seeds"]) == ["2", "1"]
+    names = {p.name for p in F.make_figures(tmp_path, runs=runs, traces=traces, summary=summarize(runs),
+                                            staircase=stair)}
+    assert {"bias_sd_staircase.png", "bias_sd_staircase_transform-cubic.png",
+            "staircase.png", "staircase_transform-cubic.png"} <= names
+
+
 def test_bits_scale_the_staircase_truth_and_estimates_but_not_the_level_index():
     traces, runs = stair_data()
     nats = staircase_summary(traces, runs)

@@ -65,20 +65,32 @@ def _estimator_lines(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _by_task_variant(runs: pd.DataFrame, stem: str) -> list[tuple[str, pd.DataFrame]]:
-    """The runs split by their task parameters (the staircase's variants, e.g. a cubic y): the
-    first variant is named ``stem``, the others ``stem_<parameter>-<value>`` by what differs."""
-    if runs.empty or "task_params" not in runs:
-        return [(stem, runs)]
-    params = runs["task_params"].map(lambda p: p if isinstance(p, dict) else {})
-    keys = params.map(lambda p: json.dumps(p, sort_keys=True, default=str))
-    variants = list(dict.fromkeys(keys))
-    first = json.loads(variants[0])
+def _params_of(value: Any) -> dict:
+    """A row's task parameters as a dict: rows hold a dict, summaries a JSON string."""
+    if isinstance(value, dict):
+        return value
+    return json.loads(value) if isinstance(value, str) and value.startswith("{") else {}
+
+
+def _by_task_variant(frame: pd.DataFrame, stem: str, order: pd.DataFrame | None = None
+                     ) -> list[tuple[str, pd.DataFrame]]:
+    """The rows split by their task parameters (the staircase's variants, e.g. a cubic y): the
+    first variant is named ``stem``, the others ``stem_<parameter>-<value>`` by what differs.
+    Variants come in the order they first appear in ``order`` (default: ``frame``), so a
+    summary's figures are named as its runs' are."""
+    if frame.empty or "task_params" not in frame:
+        return [(stem, frame)]
+    keys = frame["task_params"].map(lambda p: json.dumps(_params_of(p), sort_keys=True, default=str))
+    seen = order["task_params"].map(lambda p: json.dumps(_params_of(p), sort_keys=True, default=str)) \
+        if order is not None and "task_params" in order else keys
+    every = list(dict.fromkeys([*seen, *keys]))
+    first = json.loads(every[0])
+    variants = [k for k in every if (keys == k).any()]
     out = []
     for key in variants:
         p = json.loads(key)
         differs = [f"{k}-{p.get(k)}" for k in sorted(set(p) | set(first)) if p.get(k) != first.get(k)]
-        out.append((stem if not differs else f"{stem}_{_slug('_'.join(differs))}", runs[keys == key]))
+        out.append((stem if not differs else f"{stem}_{_slug('_'.join(differs))}", frame[keys == key]))
     return out
 
 
@@ -112,7 +124,8 @@ def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.D
     jobs.append(("bias_sd", lambda: fig_bias_sd(plain_summary)))
     jobs.append(("truth", lambda: fig_truth(plain_summary)))
     jobs.append(("estimate_vs_truth", lambda: fig_estimate_vs_truth(plain_summary)))
-    jobs.append(("bias_sd_staircase", lambda: fig_bias_sd(staircase)))
+    for name, d in _by_task_variant(staircase, "bias_sd_staircase", order=stair):    # one per variant
+        jobs.append((name, lambda d=d: fig_bias_sd(d)))
     jobs.append(("negatives", lambda: fig_negatives(runs)))
     jobs.append(("throughput", lambda: fig_throughput(runs)))
     embeddings = dict(embeddings or {})

@@ -38,7 +38,8 @@ def fig_bias_sd(summary: pd.DataFrame, *, sd: str = "within_sd", height: float =
         column ``sd``: "within_sd" (batch-to-batch sd of the held-out estimate, Song & Ermon
         2020; the default) or "sd" (across seeds).
     Top: bias, with zero bias (the truth) dashed and, when every row has one K, the InfoNCE
-    limit ln(K + 1) − I dotted. Bottom: the sd.
+    limit ln(K + 1) − I dotted. Bottom: the sd. An axis whose values pass ten times the
+    largest truth is drawn symmetric-log.
     """
     rows = summary[np.isfinite(pd.to_numeric(summary["bias"], errors="coerce"))]
     if "n_negatives" in rows and rows["n_negatives"].nunique() > 1:     # one K: the most common one
@@ -51,7 +52,12 @@ def fig_bias_sd(summary: pd.DataFrame, *, sd: str = "within_sd", height: float =
     bounds, critics, colors, styles = _encodings(rows)
     fig, (ax_b, ax_s) = _new_figure(height, nrows=2)
     for (bound, critic), d in rows.groupby(["bound", "critic"]):
-        d = d.groupby("mi_true", as_index=False).mean(numeric_only=True).sort_values("mi_true")
+        by_mi = d.groupby("mi_true")
+        d = by_mi.mean(numeric_only=True)
+        for ci in ("bias_ci_low", "bias_ci_high"):      # no bar where a merged cell has no interval
+            if ci in d:
+                d[ci] = by_mi[ci].agg(lambda v: v.mean(skipna=False))
+        d = d.reset_index().sort_values("mi_true")
         ls, marker = styles[critic]
         kw = dict(color=colors[bound], ls=ls, marker=marker, markersize=3)
         yerr = None
@@ -72,6 +78,11 @@ def fig_bias_sd(summary: pd.DataFrame, *, sd: str = "within_sd", height: float =
     ax_s.set_xlabel("true MI [nats]")
     ax_s.set_xticks(mis)
     ax_s.set_ylim(bottom=0)
+    # A bound that blew up (bias of thousands of nats) would flatten every other line: past
+    # ten times the largest truth, both axes turn symmetric-log (linear within +-1 nat).
+    for ax, col in ((ax_b, "bias"), (ax_s, sd)):
+        if np.nanmax(np.abs(pd.to_numeric(rows[col], errors="coerce"))) > 10 * mis.max():
+            ax.set_yscale("symlog", linthresh=1.0)
     if len(critics) == 1:
         ax_b.set_title(f"{critics[0]} critic", loc="left", pad=2)
     _legend(fig, bounds, critics, extra=extra, ncol=3)
