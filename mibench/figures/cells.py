@@ -81,7 +81,8 @@ def fig_bias_sd(summary: pd.DataFrame, *, sd: str = "within_sd", height: float =
     # A bound that blew up (bias of thousands of nats) would flatten every other line: past
     # ten times the largest truth, both axes turn symmetric-log (linear within +-1 nat).
     for ax, col in ((ax_b, "bias"), (ax_s, sd)):
-        if np.nanmax(np.abs(pd.to_numeric(rows[col], errors="coerce"))) > 10 * mis.max():
+        values = np.abs(pd.to_numeric(rows[col], errors="coerce").to_numpy(dtype=float))
+        if (values[np.isfinite(values)] > 10 * mis.max()).any():
             ax.set_yscale("symlog", linthresh=1.0)
     if len(critics) == 1:
         ax_b.set_title(f"{critics[0]} critic", loc="left", pad=2)
