@@ -80,9 +80,11 @@ def _by_task_variant(frame: pd.DataFrame, stem: str, order: pd.DataFrame | None 
     summary's figures are named as its runs' are."""
     if frame.empty or "task_params" not in frame:
         return [(stem, frame)]
-    keys = frame["task_params"].map(lambda p: json.dumps(_params_of(p), sort_keys=True, default=str))
-    seen = order["task_params"].map(lambda p: json.dumps(_params_of(p), sort_keys=True, default=str)) \
-        if order is not None and "task_params" in order else keys
+    def variant(rows: pd.DataFrame) -> pd.Series:
+        return rows["task_params"].map(lambda p: json.dumps(_params_of(p), sort_keys=True, default=str))
+
+    keys = variant(frame)
+    seen = variant(order) if order is not None and "task_params" in order else keys
     every = list(dict.fromkeys([*seen, *keys]))
     first = json.loads(every[0])
     variants = [k for k in every if (keys == k).any()]
