@@ -18,7 +18,8 @@ from .figures import make_figures
 from .interface import ConfigError
 from .results import RUNS_FILE, load_results, load_traces
 from .stats import cells_of, in_units, staircase_runs, staircase_summary, summarize, with_library
-from .tables import MI_NOTE, STAIRCASE_NOTE, has_mi_levels, to_markdown, write_level_table, write_tables
+from .tables import (MI_NOTE, STAIRCASE_NOTE, has_mi_levels, to_markdown, write_level_table, write_tables,
+                     write_task_table)
 
 #: DIR/embeddings/<run_id>.csv: columns pc1, pc2 (the 2-d PCA of a trained x encoder's
 #: embeddings of a fixed sample of test images, embedding units) and label (int class),
@@ -93,7 +94,9 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     has staircase runs (``stats.staircase_summary``, a row per cell and level) with the same as a
     paper table in OUT/staircase_table.{csv,md,tex} (``tables.level_table``, a row per cell
     and a column per level), OUT/mi_table.{csv,md,tex} the same for the other cells when each
-    estimator has one cell per true MI (``tables.has_mi_levels``), and OUT/figures/*.{png,pdf}
+    estimator has one cell per true MI (``tables.has_mi_levels``), otherwise
+    OUT/task_table.{csv,md,tex} when the cells span several tasks (``tables.task_table``: a row
+    per task, a column per estimator, "bias ± sd"), and OUT/figures/*.{png,pdf}
     (``figures.make_figures``, drawn from the same frames). ``out_dir`` defaults to the results
     folder. Raises ConfigError when the folder has no recorded runs.
 
@@ -126,6 +129,10 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
         tables += write_level_table(stair, out, "staircase_table", STAIRCASE_NOTE)
     if has_mi_levels(plain):
         tables += write_level_table(plain, out, "mi_table", MI_NOTE)
+    elif plain["task_params"].nunique() > 1:
+        labels = estimator_labels(plain)
+        if not pd.DataFrame({"l": labels, "t": plain["task_params"]}).duplicated().any():
+            tables += write_task_table(plain, labels, out)
     figures = make_figures(out / "figures", runs=runs, traces=traces, summary=summary, staircase=stair,
                            embeddings=load_embeddings(results_dir), units=units)
     return {"summary": summary, "markdown": to_markdown(summary), "tables": tables + ranking_files[:2],

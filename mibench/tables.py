@@ -11,6 +11,8 @@ pairs/s as whole numbers, the bias CI as one "[low, high]" column, column names 
 - ``level_table(cells)`` / ``write_level_table``: cells at several MI levels (a staircase, or
   the Gaussian at 2-10 nats) as a paper table: a row per estimator, a column per level holding
   "mean [95 % interval]" over seeds. The two writers are the only I/O here.
+- ``task_table(cells, labels)`` / ``write_task_table``: cells of several tasks (BMI's) as a
+  paper table: a row per task, a column per estimator holding "bias ± sd" over seeds.
 - ``run_table(runs)``: what ``mibench run`` prints: the per-cell summary of the runs it did.
 """
 
@@ -306,6 +308,82 @@ def write_level_table(cells: pd.DataFrame, out_dir: str | os.PathLike, stem: str
                 ("seeds" if c == "n_seeds" else DISPLAY.get(c, c))).to_csv(paths[0], index=False)
     paths[1].write_text(_markdown(view, constant, note), encoding="utf-8")
     paths[2].write_text(_latex(view, constant, _latex_escape(note)), encoding="utf-8")
+    log.info("wrote %s", ", ".join(str(p) for p in paths))
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# Paper tables: a row per task, a column per estimator (a multi-task folder, e.g. BMI's tasks)
+
+TASK_NOTE = "each cell: the mean bias over seeds ± its sd over seeds"
+
+
+def task_table(cells: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
+    """Cells of several tasks made wide: a row per task (its parameters as ``task_params``,
+    its truth ``mi_true``; tasks in order of truth), and per estimator label (``labels``, one per
+    row of ``cells`` and unique within a task; columns in case-blind alphabetical order, so that
+    "ksg" and "KSG (BMI)" sit side by side) the columns "LABEL" (mean bias), "LABEL sd" (sd over
+    seeds), "LABEL seeds" (runs that finished) and "LABEL s" (median seconds per run).
+    Units are the frame's (``attrs["units"]``, kept)."""
+    frame = cells.assign(_label=labels.values, _seeds=cells["n_runs"] - cells["n_failed"])
+    tasks = frame.drop_duplicates("task_params")[["task_params", "mi_true"]]
+    tasks = tasks.sort_values("mi_true", kind="stable").reset_index(drop=True)
+    wide = tasks.copy()
+    for label in sorted(frame["_label"].unique(), key=lambda s: (s.lower(), s)):
+        mine = frame[frame["_label"] == label].set_index("task_params")
+        for suffix, column in (("", "bias"), (" sd", "sd"), (" seeds", "_seeds"), (" s", "wall_s")):
+            values = mine[column] if column in mine else pd.Series(dtype=float)
+            wide[label + suffix] = tasks["task_params"].map(values).values
+    wide.attrs["units"] = cells.attrs.get("units", "nats")
+    return wide
+
+
+def _estimator_columns(wide: pd.DataFrame) -> list[str]:
+    return [c for c in wide.columns[2:] if not c.endswith((" sd", " seeds", " s"))]
+
+
+def task_display(wide: pd.DataFrame) -> pd.DataFrame:
+    """``task_table`` as printed: a row per task ("bias ± sd" per estimator, the bias alone with
+    one seed, "–" where it has no value), then a row with each estimator's seeds per task
+    ("3–5" when they differ) and one with its median seconds per run over the tasks."""
+    estimators = _estimator_columns(wide)
+    truth = f"true MI [{wide.attrs.get('units', 'nats')}]"
+    names = _varying_params(wide) if len(wide) > 1 else None
+    rows = pd.DataFrame({"task": names if names is not None else wide["task_params"].map(_fmt_plain),
+                         truth: wide["mi_true"].map(lambda v: _fmt(v, 3))})
+    for label in estimators:
+        rows[label] = [MISSING if not math.isfinite(float(b)) else
+                       f"{b:+.3f}" if not math.isfinite(float(s)) else f"{b:+.3f} ± {s:.3f}"
+                       for b, s in zip(wide[label], wide[f"{label} sd"])]
+    seeds, seconds = {"task": "seeds per task", truth: MISSING}, {"task": "median s per run", truth: MISSING}
+    for label in estimators:
+        n = pd.to_numeric(wide[f"{label} seeds"], errors="coerce").dropna().astype(int)
+        seeds[label] = MISSING if n.empty else str(n.min()) if n.min() == n.max() else f"{n.min()}–{n.max()}"
+        seconds[label] = _fmt(pd.to_numeric(wide[f"{label} s"], errors="coerce").median(), "g3")
+    return pd.concat([rows, pd.DataFrame([seeds, seconds])], ignore_index=True)
+
+
+def write_task_table(cells: pd.DataFrame, labels: pd.Series, out_dir: str | os.PathLike, stem: str = "task_table",
+                     note: str = TASK_NOTE) -> list[Path]:
+    """OUT/STEM.csv (``task_table``: every number, units in the bias columns' names), OUT/STEM.md
+    and OUT/STEM.tex (``task_display``; the caption names the units and ``note``). Returns the
+    three paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    wide = task_table(cells, labels)
+    units = wide.attrs["units"]
+    estimators = set(_estimator_columns(wide))
+    paths = [out / f"{stem}.csv", out / f"{stem}.md", out / f"{stem}.tex"]
+    wide.rename(columns=lambda c: (f"{c} bias [{units}]" if c in estimators else f"{c} [{units}]" if c.endswith(" sd")
+                                   else "task parameters" if c == "task_params"
+                                   else DISPLAY.get(c, c).replace("[nats", f"[{units}"))
+                ).to_csv(paths[0], index=False)
+    view = task_display(wide)
+    note = f"bias in {units}; {note}"
+    align = ["left"] + ["right"] * (view.shape[1] - 1)
+    paths[1].write_text(f"{note}\n\n" + view.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n",
+                        encoding="utf-8")
+    paths[2].write_text(_latex(view, {}, _latex_escape(note)), encoding="utf-8")
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 

@@ -206,6 +206,48 @@ seeds = [0, 1]
     assert "Friedman" in md and "ksg" in md
 
 
+def test_report_writes_a_task_by_estimator_table_when_tasks_differ_in_more_than_their_mi(tmp_path):
+    """Two Gaussians of equal MI in 2 and 3 dimensions: not an MI level table, so the report
+    writes task_table (a row per task, "bias ± sd" per estimator, its seeds and seconds), whose
+    cells are the summary's own numbers; in bits they scale by 1/ln 2."""
+    text = """
+name = "tasks"
+[task]
+family = "gaussian"
+mi = 0.5
+[train]
+n_samples = 2000
+[[grid]]
+name = "classical"
+estimators = ["cca", "ksg"]
+task = { dim = [2, 3] }
+seeds = [0, 1, 2]
+"""
+    sweep(_preset(tmp_path, text), out=tmp_path / "out", progress=False)
+    result = make_report(tmp_path / "out")
+    assert not (tmp_path / "out" / "mi_table.md").exists()
+    md = (tmp_path / "out" / "task_table.md").read_text()
+    lines = [ln for ln in md.splitlines() if ln.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert head == ["task", "true MI [nats]", "cca", "ksg"]
+    rows = {c[0]: c for c in ([x.strip() for x in ln.strip("|").split("|")] for ln in lines[2:])}
+    assert set(rows) == {"dim=2", "dim=3", "seeds per task", "median s per run"}
+    s = result["summary"]
+    for name, dim in (("dim=2", 2), ("dim=3", 3)):
+        cell = s[(s["bound"] == "cca") & s["task_params"].str.contains(f'"dim": {dim}')].iloc[0]
+        assert rows[name][2] == f"{cell['bias']:+.3f} ± {cell['sd']:.3f}"
+        assert abs(cell["bias"]) < 0.05              # CCA on 2,000 Gaussian pairs: near exact
+    assert rows["seeds per task"][2:] == ["3", "3"]
+    wide = pd.read_csv(tmp_path / "out" / "task_table.csv")
+    assert {"cca bias [nats]", "cca sd [nats]", "ksg seeds", "ksg s"} <= set(wide.columns)
+
+    make_report(tmp_path / "out", tmp_path / "bits", units="bits")
+    bits = pd.read_csv(tmp_path / "bits" / "task_table.csv")
+    assert np.allclose(bits["cca bias [bits]"], wide["cca bias [nats]"] / math.log(2))
+    assert np.allclose(bits["true MI [bits]"], wide["true MI [nats]"] / math.log(2))
+    assert "true MI [bits]" in (tmp_path / "bits" / "task_table.md").read_text()
+
+
 def test_an_external_command_with_an_unknown_placeholder_is_an_error_row(tmp_path):
     text = """
 name = "ext"
