@@ -127,7 +127,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .report import make_report
+    from .report import make_report, stale_outputs
     from .results import RUNS_FILE
 
     _quiet_font_subsetting()
@@ -140,6 +140,10 @@ def cmd_figures(args: argparse.Namespace) -> int:
         result = make_report(folder, out / folder.name, units=args.units)
         print(f"{folder.name}: {len(result['summary'])} summary rows, {len(result['tables'])} table files, "
               f"{len(result['figures'])} figure files in {out / folder.name}")
+        stale = stale_outputs(out / folder.name, result)
+        if stale:
+            print(f"  not made from these results, left in place (delete them if they are out of date): "
+                  f"{', '.join(str(p.relative_to(out / folder.name)) for p in stale)}")
     return 0
 
 

@@ -85,6 +85,21 @@ def make_ranking(summary: pd.DataFrame, out: Path, figures_dir: Path) -> tuple[A
     return result, paths
 
 
+#: The table files ``make_report`` can write, by stem (each as .csv, .md and/or .tex).
+TABLE_STEMS = ("summary", "staircase", "staircase_table", "mi_table", "task_table", "ranking")
+
+
+def stale_outputs(out_dir: str | os.PathLike, result: dict[str, Any]) -> list[Path]:
+    """Files in OUT that look like ``make_report`` output (its table stems, anything under
+    figures/) but that ``result``, the report just written there, did not make: left over from
+    results or code that produced more (a grid since removed). The caller decides what to do."""
+    out = Path(out_dir)
+    made = {Path(p).resolve() for p in [*result["tables"], *result["figures"]]}
+    candidates = [p for stem in TABLE_STEMS for p in out.glob(f"{stem}.*") if p.suffix in (".csv", ".md", ".tex")]
+    candidates += [p for p in (out / "figures").glob("*") if p.is_file()]
+    return sorted(p for p in candidates if p.resolve() not in made)
+
+
 def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                 units: str = "nats") -> dict[str, Any]:
     """Tables and figures of one results folder.

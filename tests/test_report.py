@@ -539,6 +539,17 @@ def test_figures_command_reports_every_reference_subfolder(tmp_path, monkeypatch
     assert main(["figures", "--reference", str(ref), "--out", str(tmp_path / "out")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["gaussian_staircase", "paired_mnist"]
+
+    # a figure and a table the results no longer make (a removed grid) are named, not deleted
+    old = [tmp_path / "out" / "paired_mnist" / "figures" / "training_gone.png",
+           tmp_path / "out" / "paired_mnist" / "mi_table.md"]
+    for path in old:
+        path.write_text("old")
+    assert main(["figures", "--reference", str(ref), "--out", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[2] == ("  not made from these results, left in place (delete them if they are out of date): "
+                        "figures/training_gone.png, mi_table.md")
+    assert all(path.read_text() == "old" for path in old) and len(lines) == 3
     out = tmp_path / "out"
     assert (out / "gaussian_staircase" / "staircase.tex").is_file()
     assert (out / "gaussian_staircase" / "figures" / "staircase.png").is_file()
