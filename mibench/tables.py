@@ -380,9 +380,7 @@ def write_task_table(cells: pd.DataFrame, labels: pd.Series, out_dir: str | os.P
                 ).to_csv(paths[0], index=False)
     view = task_display(wide)
     note = f"bias in {units}; {note}"
-    align = ["left"] + ["right"] * (view.shape[1] - 1)
-    paths[1].write_text(f"{note}\n\n" + view.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n",
-                        encoding="utf-8")
+    paths[1].write_text(_markdown(view, {}, note), encoding="utf-8")
     paths[2].write_text(_latex(view, {}, _latex_escape(note)), encoding="utf-8")
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
