@@ -1,7 +1,8 @@
 """Classical (non-neural) MI estimators: a finite sample in, an estimate in nats out.
 
 * ``ksg``: the first k-nearest-neighbour estimator of Kraskov, Stögbauer & Grassberger (2004),
-  on a kd-tree (CPU) or by exact batched distances in torch (GPU, or CPU on request);
+  on a kd-tree (CPU) or by exact batched distances in torch (GPU, or CPU on request); in the
+  max-norm throughout (the paper's choice) or, as BMI's KSG, Euclidean within x and within y;
 * ``ksg_ensemble``: the mean of ``ksg`` over several neighbourhood sizes k;
 * ``gaussian_cca``: the Gaussian plug-in from the sample covariance (canonical correlations);
 * ``histogram``: equal-width binning of 1- or 2-dimensional x and y, with or without the
@@ -93,16 +94,28 @@ def _ksg_counts_kdtree(x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray
     return counts[0], counts[1]
 
 
-def _ksg_counts_torch(x: torch.Tensor, y: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """n_x(i), n_y(i) of KSG's first estimator, from exact pairwise max-norm distances."""
+def _distances(a: torch.Tensor, rows: slice, metric: str) -> torch.Tensor:
+    """Exact distances from a[rows] to every row of a: (rows, N), in the max-norm or the
+    Euclidean norm (summed squared differences, not the matmul shortcut, so that equal points
+    are at distance 0 exactly)."""
+    diff = a[rows, None, :] - a[None, :, :]
+    if metric == "max":
+        return diff.abs().amax(dim=-1)
+    return diff.square().sum(dim=-1).sqrt()
+
+
+def _ksg_counts_torch(x: torch.Tensor, y: torch.Tensor, k: int,
+                      metric: str = "max") -> tuple[np.ndarray, np.ndarray]:
+    """n_x(i), n_y(i) of KSG's first estimator, from exact pairwise distances within x and
+    within y (``metric``: "max" or "euclidean"); the distance in z = (x, y) is the larger one."""
     n = x.shape[0]
     block = max(1, TORCH_BLOCK_ELEMENTS // (n * (x.shape[1] + y.shape[1])))
     n_x, n_y = [], []
     for start in range(0, n, block):
         stop = min(start + block, n)
         rows = torch.arange(stop - start, device=x.device)
-        d_x = (x[start:stop, None, :] - x[None, :, :]).abs().amax(dim=-1)   # (rows, N)
-        d_y = (y[start:stop, None, :] - y[None, :, :]).abs().amax(dim=-1)
+        d_x = _distances(x, slice(start, stop), metric)        # (rows, N)
+        d_y = _distances(y, slice(start, stop), metric)
         # A point is not its own neighbour.
         d_x[rows, rows + start] = math.inf
         d_y[rows, rows + start] = math.inf
@@ -113,52 +126,84 @@ def _ksg_counts_torch(x: torch.Tensor, y: torch.Tensor, k: int) -> tuple[np.ndar
     return torch.cat(n_x).cpu().numpy(), torch.cat(n_y).cpu().numpy()
 
 
-def ksg(x, y, *, k: int = 3, device: str | torch.device | None = None) -> float:
+KSG_METRICS = ("max", "euclidean")
+
+
+def standardized(a: np.ndarray) -> np.ndarray:
+    """Each column minus its mean, over its standard deviation (ddof 0); a constant column is
+    only centred. What BMI does to x and to y before its estimators (scikit-learn's
+    StandardScaler)."""
+    sd = a.std(axis=0)
+    return (a - a.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+
+def ksg(x, y, *, k: int = 3, metric: str = "max", standardize: bool = False, clip: bool = False,
+        device: str | torch.device | None = None) -> float:
     """I(X; Y) in nats by the first estimator of Kraskov, Stögbauer & Grassberger (2004), eq. 8.
 
-    With the max-norm on z = (x, y) (the larger of the max-norms of the x and y parts), eps_i is
-    the distance from z_i to its k-th nearest other point, n_x(i) the number of points j != i
-    with ||x_j - x_i|| < eps_i (strictly), n_y(i) likewise, and
+    eps_i is the distance from z_i = (x_i, y_i) to its k-th nearest other point, where the
+    distance in z is the larger of the distances in x and in y; n_x(i) is the number of points
+    j != i with ||x_j - x_i|| < eps_i (strictly), n_y(i) likewise, and
 
         I = psi(k) + psi(N) - mean_i [psi(n_x(i) + 1) + psi(n_y(i) + 1)].
 
-    The value is returned as computed: it may be slightly negative when X and Y are (nearly)
-    independent.
+    metric: the norm within x and within y. "max" (the default) is the paper's max-norm, so the
+    distance in z is the max-norm of z. "euclidean" is BMI's choice (``KSGEnsembleFirstEstimator``
+    of benchmark-mi): Euclidean within each side, the larger of the two in z. The two are
+    different estimators; on tens of dimensions they differ by far more than a seed's spread.
 
-    The estimate depends on the scale of x relative to y (the max-norm compares them directly),
-    so it is not invariant to rescaling one side; callers may standardise each coordinate first,
-    as is common practice.
+    standardize: z-score every coordinate of x and of y first (``standardized``), as BMI does.
+    Without it the estimate depends on the scale of x relative to y (the distance in z compares
+    them directly), so it is not invariant to rescaling one side.
+
+    clip: return max(0, I), as BMI does (MI is never negative). Without it the value is
+    returned as computed: it may be slightly negative when X and Y are (nearly) independent.
 
     Duplicate points: if at least k other points coincide with z_i, then eps_i = 0, no point is
     strictly closer, and n_x(i) = n_y(i) = 0; such points push the estimate up (they are the
     finite-sample image of a discrete component, where the continuous formula does not apply).
     Add a little noise to data with ties if that is not wanted.
 
-    device: None runs a kd-tree (scipy) on the CPU, unless x or y is a CUDA tensor, which runs
-    the torch path on that tensor's device. Any device (e.g. "cuda", "cuda:1" or "cpu") runs the
-    torch path there: exact distances in blocks of rows, in float64 (so not on "mps").
+    device: None runs a kd-tree (scipy) on the CPU for the max-norm, unless x or y is a CUDA
+    tensor, which runs the torch path on that tensor's device. Any device (e.g. "cuda",
+    "cuda:1" or "cpu") runs the torch path there: exact distances in blocks of rows, in float64
+    (so not on "mps"). The Euclidean metric always takes the torch path (on the CPU when no
+    device is given): no kd-tree finds neighbours in the larger of two Euclidean distances.
     """
+    if metric not in KSG_METRICS:
+        raise ValueError(f"ksg: metric must be one of {', '.join(KSG_METRICS)}, got {metric!r}")
     torch_device = _torch_device(x, y, device)
-    if torch_device is None:
+    if torch_device is None and metric == "max":
         xs, ys = _as_numpy_2d(x, "x"), _as_numpy_2d(y, "y")
         _check_pair(xs.shape[0], ys.shape[0], k)
+        if standardize:
+            xs, ys = standardized(xs), standardized(ys)
         n_x, n_y = _ksg_counts_kdtree(xs, ys, k)
     else:
+        torch_device = torch_device or torch.device("cpu")
         xt, yt = _as_tensor_2d(x, "x", torch_device), _as_tensor_2d(y, "y", torch_device)
         _check_pair(xt.shape[0], yt.shape[0], k)
-        n_x, n_y = _ksg_counts_torch(xt, yt, k)
+        if standardize:
+            xt, yt = (torch.from_numpy(standardized(a.cpu().numpy())).to(torch_device) for a in (xt, yt))
+        n_x, n_y = _ksg_counts_torch(xt, yt, k, metric)
     n = n_x.shape[0]
-    return float(digamma(k) + digamma(n) - np.mean(digamma(n_x + 1) + digamma(n_y + 1)))
+    value = float(digamma(k) + digamma(n) - np.mean(digamma(n_x + 1) + digamma(n_y + 1)))
+    return max(0.0, value) if clip else value
 
 
-def ksg_ensemble(x, y, *, ks: Sequence[int] = (5, 10),
-                 device: str | torch.device | None = None) -> float:
+def ksg_ensemble(x, y, *, ks: Sequence[int] = (5, 10), metric: str = "max", standardize: bool = False,
+                 clip: bool = False, device: str | torch.device | None = None) -> float:
     """The mean of ``ksg`` over the neighbourhood sizes ``ks`` (Kraskov, Stögbauer & Grassberger
-    2004, first estimator), as in the KSG ensemble of Czyż et al. (2023, BMI)."""
+    2004, first estimator), as in the KSG ensemble of Czyż et al. (2023, BMI). ``metric``,
+    ``standardize`` and ``clip`` as in ``ksg`` (with ``clip``, each k's estimate is clipped
+    before the mean, as BMI does). BMI's "KSG-10" is ``ksg(x, y, k=10, metric="euclidean",
+    standardize=True, clip=True)``."""
     ks = list(ks)
     if not ks:
         raise ValueError("ksg_ensemble needs at least one k")
-    return float(np.mean([ksg(x, y, k=k, device=device) for k in ks]))
+    if standardize:
+        x, y = standardized(_as_numpy_2d(x, "x")), standardized(_as_numpy_2d(y, "y"))
+    return float(np.mean([ksg(x, y, k=k, metric=metric, clip=clip, device=device) for k in ks]))
 
 
 def gaussian_cca(x, y) -> float:

@@ -104,30 +104,53 @@ def _register(cls: type[SampleEstimator]) -> type[SampleEstimator]:
     return SAMPLE_ESTIMATORS.register(cls.name, cls)
 
 
-@_register
-class KSG(SampleEstimator):
-    """KSG (Kraskov, Stögbauer & Grassberger 2004), their first estimator, max-norm.
+#: KSG's options besides k. At these defaults (the paper's max-norm on the data as given, the
+#: value unclipped) they are left out of a row's options, so rows recorded before the options
+#: existed and rows at the defaults are one cell. BMI's KSG: metric "euclidean", standardize and
+#: clip true.
+KSG_DEFAULTS = {"metric": "max", "standardize": False, "clip": False}
+_KSG_OPTIONS = {
+    "metric": Param("max", lambda v: v in baselines.KSG_METRICS,
+                    "max (the max-norm throughout) or euclidean (within x and within y, as BMI)"),
+    "standardize": Param(False, lambda v: isinstance(v, bool), "true or false (z-score every coordinate first)"),
+    "clip": Param(False, lambda v: isinstance(v, bool), "true or false (report max(0, estimate))"),
+}
 
-    A k-d tree on the CPU, batched exact distances on a GPU (``mibench.baselines.ksg``)."""
+
+class _KSGBase(SampleEstimator):
+    def shown_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.opts.items() if KSG_DEFAULTS.get(k, object()) != v}
+
+    def _ksg_kwargs(self, x: torch.Tensor) -> dict[str, Any]:
+        return {"metric": self.opts["metric"], "standardize": self.opts["standardize"], "clip": self.opts["clip"],
+                "device": x.device if x.device.type != "cpu" else None}
+
+
+@_register
+class KSG(_KSGBase):
+    """KSG (Kraskov, Stögbauer & Grassberger 2004), their first estimator; max-norm by default.
+
+    A k-d tree on the CPU, batched exact distances on a GPU or for the Euclidean metric
+    (``mibench.baselines.ksg``). BMI's KSG-10 is ``k = 10, metric = "euclidean",
+    standardize = true, clip = true``."""
 
     name, label = "ksg", "KSG"
-    options = {"k": Param(3, _int_at_least(1), "an integer >= 1")}
+    options = {"k": Param(3, _int_at_least(1), "an integer >= 1"), **_KSG_OPTIONS}
 
     def estimate(self, x, y, *, seed):
-        return baselines.ksg(x, y, k=self.opts["k"], device=x.device if x.device.type != "cpu" else None)
+        return baselines.ksg(x, y, k=self.opts["k"], **self._ksg_kwargs(x))
 
 
 @_register
-class KSGEnsemble(SampleEstimator):
+class KSGEnsemble(_KSGBase):
     """KSG averaged over several neighbourhood sizes k (as BMI's KSGEnsembleFirstEstimator)."""
 
     name, label = "ksg_ensemble", "KSG ensemble"
     options = {"ks": Param([5, 10], lambda v: isinstance(v, list) and len(v) > 0 and all(_int_at_least(1)(k) for k in v),
-                           "a non-empty list of integers >= 1")}
+                           "a non-empty list of integers >= 1"), **_KSG_OPTIONS}
 
     def estimate(self, x, y, *, seed):
-        return baselines.ksg_ensemble(x, y, ks=tuple(self.opts["ks"]),
-                                      device=x.device if x.device.type != "cpu" else None)
+        return baselines.ksg_ensemble(x, y, ks=tuple(self.opts["ks"]), **self._ksg_kwargs(x))
 
 
 @_register
