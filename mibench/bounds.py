@@ -69,7 +69,8 @@ class Bound(nn.Module):
     * ``aux_head(dx, dy, hidden)``: the extra network whose per-pair output reaches
       ``estimate`` and ``loss`` as ``aux`` (None for most bounds);
 
-    and defines ``estimate`` (and ``loss`` when it trains on something else).
+    and defines ``estimate`` (and ``loss`` when it trains on something else), and ``ceiling``
+    when its value cannot exceed some level (InfoNCE: ln(K + 1)).
     """
 
     name: str = ""
@@ -115,6 +116,12 @@ class Bound(nn.Module):
 
     def estimate(self, scores: Tensor, aux: Tensor | None = None) -> Tensor:
         raise NotImplementedError
+
+    def ceiling(self, n_negatives: int) -> float:
+        """The most ``estimate`` can return with K = ``n_negatives`` negatives per positive,
+        whatever the scores (math.inf when nothing caps it). An estimate above it (beyond float
+        rounding) is a numerical failure, which the runner records as a divergence."""
+        return math.inf
 
     def loss(self, scores: Tensor, aux: Tensor | None = None) -> Tensor:
         """Default: maximise the reported bound."""
@@ -204,6 +211,9 @@ class InfoNCE(Bound):
     def estimate(self, scores, aux=None):
         return infonce(scores)
 
+    def ceiling(self, n_negatives):
+        return math.log(n_negatives + 1)
+
 
 class JS(Bound):
     """JS: trains with the Jensen-Shannon objective, reports NWJ on f + 1 (Poole et al. 2019).
@@ -284,6 +294,9 @@ class AlphaInfoNCE(Bound):
         first = (pos - self._log_norm(positive_set)).mean()
         second = torch.exp(neg - self._log_norm(neg)[:, None]).mean()
         return 1 + first - second
+
+    def ceiling(self, n_negatives):
+        return math.log(n_negatives) if self.alpha == 1 else math.inf      # InfoNCE over K candidates
 
 
 class FLO(Bound):

@@ -1,4 +1,4 @@
-"""The ``mibench`` command: thin argparse over the library (list, run, report, figures)."""
+"""The ``mibench`` command: thin argparse over the library (list, run, status, report, figures)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ def _first_line(obj) -> str:
     return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
 
 
+def _aligned(rows: list[tuple[str, ...]]) -> str:
+    """Rows as indented columns, each as wide as its longest entry (the last one unpadded)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)] if rows else []
+    return "\n".join("  " + " ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[-1]]).rstrip() for r in rows)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .bounds import BOUNDS
     from .distributions import TASK_FAMILIES
@@ -24,29 +30,27 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     from .interface import FiniteTrainingSet, HasChosenMI, HasEntropyY
 
-    print("Task families (truth in nats):")
+    families = []
     for name, fam in TASK_FAMILIES.items():
         can = [what for proto, what in ((HasChosenMI, "any MI (staircase)"), (FiniteTrainingSet, "epochs"),
                                         (HasEntropyY, "H(y)")) if issubclass(fam.cls, proto)]
-        print(f"  {name:22s} {fam.truth}")
-        print(f"  {'':22s} {fam.summary}" + (f"; supports {', '.join(can)}" if can else ""))
-    print("\nPresets (mibench run --task NAME):")
-    for preset in list_presets():
-        print(f"  {preset.name:22s} {preset.describe()}")
-    print("\nBounds (options with their defaults):")
+        families += [(name, fam.truth), ("", fam.summary + (f"; supports {', '.join(can)}" if can else ""))]
+    print("Task families (truth in nats):\n" + _aligned(families))
+    print("\nPresets (mibench run --task NAME):\n"
+          + _aligned([(preset.name, preset.describe()) for preset in list_presets()]))
+    bounds = []
     for name, cls in BOUNDS.items():
         options = ", ".join(f"{k} = {o.default:g}" for k, o in cls.options.items())
-        print(f"  {name:14s} {cls.kind:8s} {_first_line(cls)}" + (f" [{options}]" if options else ""))
-    print("\nCritics (discriminative bounds; generative bounds learn a conditional Gaussian q(y|x)):")
-    for name, cls in CRITICS.items():
-        print(f"  {name:14s} {_first_line(cls)}")
-    print("\nEncoders:")
-    for name, fn in ENCODERS.items():
-        print(f"  {name:14s} {_first_line(fn)}")
-    print("\nSample estimators (a grid's `estimators`; options with their defaults):")
+        bounds.append((name, cls.kind, _first_line(cls) + (f" [{options}]" if options else "")))
+    print("\nBounds (options with their defaults):\n" + _aligned(bounds))
+    print("\nCritics (discriminative bounds; generative bounds learn a conditional Gaussian q(y|x)):\n"
+          + _aligned([(name, _first_line(cls)) for name, cls in CRITICS.items()]))
+    print("\nEncoders:\n" + _aligned([(name, _first_line(fn)) for name, fn in ENCODERS.items()]))
+    estimators = []
     for name, cls in SAMPLE_ESTIMATORS.items():
         options = ", ".join(f"{k} = {o.default!r}" for k, o in cls.options.items() if k not in ("command", "label"))
-        print(f"  {name:14s} {_first_line(cls)}" + (f" [{options}]" if options else ""))
+        estimators.append((name, _first_line(cls) + (f" [{options}]" if options else "")))
+    print("\nSample estimators (a grid's `estimators`; options with their defaults):\n" + _aligned(estimators))
     print("\nLibraries (an estimator's `library`): mibench (default), " + ", ".join(LIBRARIES))
     return 0
 
@@ -71,8 +75,11 @@ def _positive_int(v: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .executors import sweep
-    from .results import default_out_dir
+    from .results import PENDING_DIR, RUNS_FILE, default_out_dir, pending_records
+    from .store import LOCK_FILE
     from .tables import run_table
 
     overrides = {"bounds": args.bounds, "critics": args.critics, "negatives": args.negatives,
@@ -92,8 +99,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("no runs: the preset's grids are empty")
         return 1
     print(run_table(df))
-    out = args.out or default_out_dir(df["task"].iloc[0])
-    print(f"{len(df)} runs in {out}/runs.jsonl (MI in nats; estimate = mean over seeds of the held-out estimate, "
+    out = Path(args.out or default_out_dir(df["task"].iloc[0]))
+    unmerged = len(pending_records(out))
+    where = (f"{out / RUNS_FILE}" if not unmerged else
+             f"{out} ({unmerged} records in {out / PENDING_DIR} not merged into {RUNS_FILE} yet, as "
+             f"{out / LOCK_FILE} is held; readers see them, the next merge moves them)")
+    print(f"{len(df)} runs in {where} (MI in nats; estimate = mean over seeds of the held-out estimate, "
           "within-run sd = its spread over held-out batches; `mibench report` for the full tables)")
     return 0 if (df["status"] != "error").all() else 1
 
@@ -128,13 +139,14 @@ def cmd_figures(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .report import make_report, stale_outputs
-    from .results import RUNS_FILE
+    from .results import PENDING_DIR, RUNS_FILE
 
     _quiet_font_subsetting()
     ref = Path(args.reference)
-    folders = sorted(p for p in ref.iterdir() if (p / RUNS_FILE).is_file()) if ref.is_dir() else []
+    folders = sorted(p for p in ref.iterdir() if (p / RUNS_FILE).is_file() or (p / PENDING_DIR).is_dir()) \
+        if ref.is_dir() else []
     if not folders:
-        raise ConfigError(f"{ref}: no results folders (subfolders with {RUNS_FILE}) to report on")
+        raise ConfigError(f"{ref}: no results folders (subfolders with {RUNS_FILE} or {PENDING_DIR}/) to report on")
     out = Path(args.out) if args.out else ref
     for folder in folders:
         result = make_report(folder, out / folder.name, units=args.units)
@@ -156,7 +168,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mibench", description=__doc__)
+    parser = _Parser(prog="mibench")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="task families, presets, bounds, critics, encoders").set_defaults(func=cmd_list)
@@ -218,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("--units", choices=("nats", "bits"), default="nats",
                          help="MI units of the tables and figures (default nats)")
     figures.set_defaults(func=cmd_figures)
+    parser.description = ("Benchmark mutual-information estimators on tasks whose MI is known. Commands: "
+                          f"{', '.join(sub.choices)} (mibench COMMAND -h for each).")
     return parser
 
 
@@ -231,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mibench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("mibench: interrupted; finished runs are saved", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:     # Ctrl-C, or SIGTERM / SIGINT while a sweep runs (local.Stopped)
+        print(f"mibench: {str(exc) or 'interrupted'}; finished runs are saved", file=sys.stderr)
+        return 128 + getattr(exc, "signum", 2)
     except BrokenPipeError:              # `mibench list | head`: the reader has gone
         sys.stderr.close()
         return 0

@@ -33,20 +33,44 @@ def chunk(groups: list[list[dict[str, Any]]], seconds_of, budget_s: float) -> li
     return chunks
 
 
+DEFAULT_SAMPLE_S = 5.0      # seconds assumed for one sample estimator's estimate
+
+
+def _positive(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+    return float(value) if ok else None
+
+
 def estimate_seconds(out_dir: Path):
-    """Seconds a group will take: its steps at the median steps/s the folder's finished runs of
-    the same critic and device reached, else ``DEFAULT_STEPS_PER_S``; plus 10 s to start."""
+    """Seconds a group will take, plus 10 s to start: its steps at the median steps/s the
+    folder's finished runs of the same critic and device reached, else ``DEFAULT_STEPS_PER_S``;
+    for a sample estimator, the median wall time of the folder's finished runs of the same
+    estimator, else ``DEFAULT_SAMPLE_S``, per run."""
     from .results import load_rows
 
-    rates: dict[tuple[str, str], list[float]] = {}
+    known: dict[tuple, list[float]] = {}
     for r in load_rows(out_dir):
-        if r.get("status") == "ok" and r.get("steps_per_s"):
-            rates.setdefault((r.get("critic"), r.get("device")), []).append(float(r["steps_per_s"]))
+        if r.get("status") != "ok":
+            continue
+        if r.get("estimator_kind") == "sample":
+            est = r["spec"].get("estimator") if isinstance(r.get("spec"), dict) else None
+            name = est.get("name") if isinstance(est, dict) else None
+            key, value = ("sample", name, r.get("device")), _positive(r.get("wall_s"))
+        else:
+            key, value = ("neural", r.get("critic"), r.get("device")), _positive(r.get("steps_per_s"))
+        if value is not None and all(isinstance(k, str) for k in key):
+            known.setdefault(key, []).append(value)
+
+    def median(key: tuple) -> float | None:
+        values = sorted(known.get(key, []))
+        return values[len(values) // 2] if values else None
 
     def seconds(group: list[dict[str, Any]]) -> float:
         s = group[0]
-        known = sorted(rates.get((s["estimator"]["critic"], s["device"]), []))
-        rate = known[len(known) // 2] if known else DEFAULT_STEPS_PER_S.get(s["device"].split(":")[0], 100.0)
+        est = s["estimator"]
+        if est.get("kind") == "sample":
+            return 10.0 + len(group) * (median(("sample", est["name"], s["device"])) or DEFAULT_SAMPLE_S)
+        rate = median(("neural", est["critic"], s["device"])) or DEFAULT_STEPS_PER_S.get(s["device"].split(":")[0], 100.0)
         return 10.0 + s["steps"] * (1 if s.get("batch_seeds") else len(group)) / rate
     return seconds
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from torch import Tensor
@@ -67,10 +68,10 @@ def load_split(dataset: str, train: bool, data_dir: str | os.PathLike | None = N
 
     Reads torchvision's layout (ROOT/MNIST/raw/*-ubyte) with torchvision's IDX readers; the
     other split's files need not be there. If the split's files are not under the resolved
-    root, torchvision downloads the data set there; offline, raises
-    DataNotFoundError. Files that are there but broken (truncated, empty, not IDX, images and
-    labels of different lengths) raise DataNotFoundError naming the file; nothing is downloaded
-    over them.
+    root, torchvision downloads the data set there; offline, raises DataNotFoundError and
+    removes the folders the failed download made. Files that are there but broken (truncated,
+    empty, not IDX, images and labels of different lengths) raise DataNotFoundError naming the
+    file; nothing is downloaded over them.
     """
     if dataset not in DATASETS:
         raise DataNotFoundError(f"unknown dataset {dataset!r}; allowed: {', '.join(DATASETS)}")
@@ -92,9 +93,13 @@ def _load_split(dataset: str, train: bool, root: Path) -> tuple[Tensor, Tensor]:
             raise DataNotFoundError(_diagnose(files, exc)) from None
     else:
         log.info("%s not found under %s; downloading", cls.__name__, root)
+        raw = files[0].parent
+        made = next((p for p in [*reversed(raw.parents), raw] if not p.exists()), None)   # what the download makes
         try:
             ds = cls(str(root), train=train, download=True)
         except Exception as exc:  # no network, read-only root, server down, ...
+            if made is not None:           # leave no empty (or half-downloaded) folder behind
+                shutil.rmtree(made, ignore_errors=True)
             raise DataNotFoundError(
                 f"{cls.__name__} not found under {root} and the download failed ({type(exc).__name__}); "
                 f"put torchvision's files in {root / cls.__name__ / 'raw'} or point --data-dir / "

@@ -48,6 +48,14 @@ class EstimatorSpec:
     def __post_init__(self):
         if not isinstance(self.library, str) or not self.library:
             raise ConfigError(f"estimator: library must be a name, got {self.library!r}")
+        for key in ("bound", "critic", "encoder"):
+            if not isinstance(getattr(self, key), str):
+                raise ConfigError(f"estimator: {key} must be a name, got {getattr(self, key)!r}")
+        for key in ("hidden", "encoder_hidden"):
+            value = getattr(self, key)
+            if not isinstance(value, (list, tuple)) or not all(isinstance(h, int) and not isinstance(h, bool)
+                                                               and h > 0 for h in value):
+                raise ConfigError(f"estimator: {key} must be a list of positive integers, got {value!r}")
         if self.library != "mibench":
             # another library's bound, by that library's name for it: checked when the run
             # builds it (mibench.libraries), so an unknown name is that run's error row. Its
@@ -67,10 +75,7 @@ class EstimatorSpec:
         if self.encoder not in ENCODERS:
             raise ConfigError(ENCODERS.unknown_message(self.encoder))
         for key in ("hidden", "encoder_hidden"):
-            value = getattr(self, key)
-            if isinstance(value, (int, str)) or not all(isinstance(h, int) and h > 0 for h in value):
-                raise ConfigError(f"estimator: {key} must be a list of positive integers, got {value!r}")
-            object.__setattr__(self, key, tuple(value))
+            object.__setattr__(self, key, tuple(getattr(self, key)))
         neg = self.negatives
         if not (neg == "all" or (isinstance(neg, int) and not isinstance(neg, bool) and neg >= 1)):
             raise ConfigError(f"estimator: negatives must be a positive integer or 'all', got {neg!r}")

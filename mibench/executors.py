@@ -5,10 +5,14 @@ Every executor hands the same ``WorkOrder`` (the groups to run, the results fold
 
 * ``inline``: in this process (the default);
 * ``local``: N worker processes on this machine (default: one per core of the CPU affinity),
-  one torch thread each;
+  one torch thread each (``mibench.local``);
 * ``slurm``: submitit job arrays on a SLURM cluster, short runs chunked into jobs of about
   ``job_minutes``; ``submitit-local`` and ``submitit-debug`` run the same jobs as local
-  processes or in this process (how the SLURM path is tested without a cluster).
+  processes or in this process (how the SLURM path is tested without a cluster;
+  ``mibench.cluster``).
+
+SIGTERM, or SIGINT, stops a sweep cleanly (``mibench.local.stop_on_signals``): claims are
+released, local workers stopped, and the runs finished so far merged.
 
 Workers claim each group before training it (``mibench.store``), so any number of workers and
 drivers can share a folder: a run is trained once, and a worker that dies leaves its claim to be
@@ -17,11 +21,12 @@ taken over. Each finished run is a record of its own until a merge moves it into
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
-import subprocess
+import signal
 import sys
 import time
 import uuid
@@ -152,10 +157,12 @@ class Options:
         if self.executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {self.executor!r}; allowed: {', '.join(EXECUTORS)}")
         for key in ("workers", "time_min", "gpus", "mem_gb", "cpus", "job_minutes", "array_parallelism"):
-            value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
-                                      or (value == 0 and key not in ("gpus",))):
-                raise ConfigError(f"executor option {key} must be a positive number, got {value!r}")
+            value, whole = getattr(self, key), key not in ("mem_gb", "job_minutes")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value < 0 or (value == 0 and key != "gpus")
+                                      or (whole and value != int(value))):
+                kind = ("a whole number" if whole else "a finite number") + (" >= 0" if key == "gpus" else " > 0")
+                raise ConfigError(f"executor option {key} must be {kind}, got {value!r}")
         if not isinstance(self.extra, dict):
             raise ConfigError(f"[slurm] extra must be a table of sbatch options, got {self.extra!r}")
 
@@ -177,65 +184,13 @@ def _inline(order: WorkOrder, opts: Options) -> None:
     work(order)
 
 
-def _local(order: WorkOrder, opts: Options, out_dir: Path) -> None:
-    """N worker processes, one torch thread each, logs in DIR/logs/; detached with no wait."""
-    n = max(1, min(opts.workers or available_cores(), sum(map(len, order.groups)) or 1))
-    path = order.save(out_dir / ORDERS_DIR / f"{order.sweep_id}.json")
-    (out_dir / LOGS_DIR).mkdir(parents=True, exist_ok=True)
-    procs = []
-    for i in range(n):
-        logfile = open(out_dir / LOGS_DIR / f"{order.sweep_id}-{i}.log", "w")
-        procs.append((subprocess.Popen([sys.executable, "-m", "mibench.executors", str(path)],
-                                       stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=not opts.wait,
-                                       env={**os.environ, "PYTHONUNBUFFERED": "1"}), logfile))
-    if not opts.wait:
-        print(f"started {n} workers (logs in {out_dir / LOGS_DIR}); `mibench status {out_dir}` follows them")
-        return
-    _follow(order, out_dir, lambda: sum(p.poll() is None for p, _ in procs))
-    failed = []
-    for i, (p, logfile) in enumerate(procs):
-        logfile.close()
-        if p.wait() != 0:
-            lines = (out_dir / LOGS_DIR / f"{order.sweep_id}-{i}.log").read_text().strip().splitlines()
-            failed.append(lines[-1] if lines else f"exit status {p.returncode}")
-    if failed:
-        from .store import FinishedIndex
-
-        ids = order.run_ids()
-        left = len(ids) - FinishedIndex(out_dir, order.sweep_id if order.force else None).count(ids)
-        if left:
-            raise ConfigError(f"{len(failed)} of {n} workers failed and {left} runs are unfinished; "
-                              f"the first said: {failed[0]}")
-        log.warning("%d of %d workers failed (the others finished their runs); the first said: %s",
-                    len(failed), n, failed[0])
-
-
-def _follow(order: WorkOrder, out_dir: Path, alive) -> None:
-    """Wait while workers run, with a progress bar over the order's runs."""
-    from .store import FinishedIndex
-
-    ids = order.run_ids()
-    index = FinishedIndex(out_dir, order.sweep_id if order.force else None)
-    bar = None
-    if order.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(ids), desc="runs", unit="run", dynamic_ncols=True, disable=None)
-    while alive():
-        if bar is not None:
-            bar.n = index.count(ids)
-            bar.refresh()
-        time.sleep(POLL_S / 4)
-    if bar is not None:
-        bar.n = index.count(ids)
-        bar.close()
-
-
 def run_plan(plan, opts: Options, *, data_dir: str | None = None, threads: int | None = None,
-             progress: bool = True, force: bool = False) -> None:
+             progress: bool = True, force: bool = False) -> str | None:
     """Hand the plan's groups to the executor, after checking that the folder can be written.
-    With ``opts.wait`` (the default) it returns when every run is finished and merged."""
+    With ``opts.wait`` (the default) it returns when every run is finished and merged. Returns
+    the sweep id (None for a dry run). SIGTERM or SIGINT stop the sweep (``Stopped``): workers
+    are stopped, claims released, and the runs finished so far merged."""
+    from .local import stop_on_signals
     from .store import Store, _write_atomic
 
     for device, n in plan.absent.items():
@@ -253,7 +208,7 @@ def run_plan(plan, opts: Options, *, data_dir: str | None = None, threads: int |
             n = len(chunk(groups, estimate_seconds(plan.out_dir), opts.job_minutes * 60))
             print(f"{n} SLURM jobs of about {opts.job_minutes:g} minutes; the sbatch script:\n")
             print(sbatch_script(opts, plan.out_dir, n))
-        return
+        return None
     if plan.todo and opts.executor in ("inline", "local"):
         from .runner import Workspace
 
@@ -266,25 +221,33 @@ def run_plan(plan, opts: Options, *, data_dir: str | None = None, threads: int |
         "planned": [s.run_id for s in plan.specs], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
     store.merge()
     if not plan.todo:
-        return
+        return sweep_id
     order = WorkOrder(str(plan.out_dir), [[s.to_dict() for s in g] for g in plan.todo], sweep_id, force,
                       data_dir, threads if opts.executor == "inline" else (threads or 1),
                       progress and opts.executor == "inline")
-    if opts.executor == "inline":
-        _inline(order, opts)
-    elif opts.executor == "local":
-        from .cluster import estimate_seconds
+    try:
+        with stop_on_signals():
+            if opts.executor == "inline":
+                _inline(order, opts)
+            elif opts.executor == "local":
+                from .cluster import estimate_seconds
+                from .local import run_local
 
-        seconds = estimate_seconds(plan.out_dir)         # longest first (as far as the folder's
-        order.groups.sort(key=seconds, reverse=True)    # finished runs tell): less idling at the end
-        order.progress = progress
-        _local(order, opts, plan.out_dir)
-    else:
-        from .cluster import submit
+                seconds = estimate_seconds(plan.out_dir)         # longest first (as far as the folder's
+                order.groups.sort(key=seconds, reverse=True)    # finished runs tell): less idling at the end
+                order.progress = progress
+                run_local(order, opts, plan.out_dir)
+            else:
+                from .cluster import submit
 
-        submit(order, opts, plan.out_dir)
+                submit(order, opts, plan.out_dir)
+    except KeyboardInterrupt:            # stopped: what finished goes into runs.jsonl on the way out
+        with contextlib.suppress(ConfigError, KeyboardInterrupt):
+            store.merge()
+        raise
     if opts.wait:
         store.merge()
+    return sweep_id
 
 
 def sweep(task: str = "gaussian", *, quick: bool = False, out: str | os.PathLike | None = None,
@@ -292,7 +255,8 @@ def sweep(task: str = "gaussian", *, quick: bool = False, out: str | os.PathLike
           progress: bool = True, overrides: Mapping[str, Any] | None = None,
           executor: str = "inline", executor_options: Mapping[str, Any] | None = None):
     """Plan a preset's sweep, run what ``out`` does not hold yet, and return the sweep's rows
-    (those of its runs on the devices it covers, old and new) as a pandas DataFrame.
+    (those of its runs on the devices it covers, old and new) as a pandas DataFrame. With
+    ``force``, a redone run's row is the one this sweep recorded (an error included).
 
     ``overrides``: bounds, critics, negatives, batch_sizes, devices, seeds (lists), steps or
     epochs (numbers), batch_seeds (bool) and precision, replacing the preset's values.
@@ -302,7 +266,7 @@ def sweep(task: str = "gaussian", *, quick: bool = False, out: str | os.PathLike
     from .interface import check_keys
     from .plan import plan_sweep, upgrade_row
     from .presets import Preset, load_preset
-    from .results import load_rows, to_frame
+    from .results import iter_rows, load_rows, to_frame
 
     preset = task if isinstance(task, Preset) else load_preset(task)
     given = dict(executor_options or {})
@@ -310,25 +274,54 @@ def sweep(task: str = "gaussian", *, quick: bool = False, out: str | os.PathLike
     opts = Options(executor, **{**preset.slurm, **given})
     plan = plan_sweep(preset, quick=quick, overrides=overrides, out=out, force=force,
                       here=opts.executor in ("inline", "local"))
-    run_plan(plan, opts, data_dir=data_dir, threads=threads, progress=progress, force=force)
+    sweep_id = run_plan(plan, opts, data_dir=data_dir, threads=threads, progress=progress, force=force)
     ids = {s.run_id for s in plan.specs}
-    return to_frame([r for r in map(upgrade_row, load_rows(plan.out_dir)) if r["run_id"] in ids])
+    rows = [r for r in map(upgrade_row, load_rows(plan.out_dir)) if r["run_id"] in ids]
+    if force and sweep_id:               # a forced run shows what it did now, an error included
+        this = {r["run_id"]: r for r in iter_rows(plan.out_dir) if r.get("sweep_id") == sweep_id}
+        rows = [this.get(r["run_id"], r) for r in rows]
+    return to_frame(rows)
 
 
 def _main(argv: list[str]) -> int:
-    """A worker process of the local executor: ``python -m mibench.executors ORDER.json``."""
+    """A worker process of the local executor: ``python -m mibench.executors ORDER.json``.
+    SIGTERM or SIGINT stop it cleanly: the run in training is dropped, its claim released."""
+    from .local import stop_on_signals
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        n = work(WorkOrder.load(argv[0]))
+        with stop_on_signals():
+            n = work(WorkOrder.load(argv[0]))
     except ConfigError as exc:
         print(f"mibench worker: error: {exc}", flush=True)
         return 2
+    except KeyboardInterrupt as exc:
+        print(f"mibench worker: {str(exc) or 'interrupted'}; its finished runs are saved", flush=True)
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     print(f"mibench worker: trained {n} runs", flush=True)
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))
+
+
+def read_plan(out_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """DIR/plan.json (the last sweep planned there), or None when there is none; one that is not
+    a plan (does not parse, wrong-typed or missing fields) is reported and read as none."""
+    path = Path(out_dir) / PLAN_FILE
+    if not path.is_file():
+        return None
+    try:
+        plan = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        plan = None
+    fields = ("sweep_id", "preset", "executor", "created")
+    if (not isinstance(plan, dict) or not all(isinstance(plan.get(k), str) for k in fields)
+            or not isinstance(plan.get("planned"), list) or not all(isinstance(i, str) for i in plan["planned"])):
+        log.warning("%s: skipping it, not a sweep plan (a JSON object with %s and planned)", path, ", ".join(fields))
+        return None
+    return plan
 
 
 def status(out_dir: str | os.PathLike) -> str:
@@ -343,20 +336,19 @@ def status(out_dir: str | os.PathLike) -> str:
     rows = {r["run_id"]: r for r in map(upgrade_row, load_rows(out))}
     running = Store(out).running()
     pending = len(pending_records(out))
-    plan_path = out / PLAN_FILE
+    plan = read_plan(out)
     lines = []
-    if plan_path.is_file():
-        plan = json.loads(plan_path.read_text())
+    if plan is not None:
         ids = plan["planned"]
         done = sum(rows.get(i, {}).get("status") in FINISHED for i in ids)
         failed = sum(rows.get(i, {}).get("status") == "error" for i in ids)
         busy = sum(i in running for i in ids)
+        waiting = sum(i not in running and rows.get(i, {}).get("status") not in (*FINISHED, "error") for i in ids)
         lines.append(f"{out}: sweep {plan['sweep_id']} of preset {plan['preset']} ({plan['executor']}, "
                      f"planned {plan['created']})")
-        lines.append(f"  planned {len(ids)}   done {done}   failed {failed}   running {busy}   "
-                     f"waiting {len(ids) - done - failed - busy}")
+        lines.append(f"  planned {len(ids)}   done {done}   failed {failed}   running {busy}   waiting {waiting}")
     else:
-        lines.append(f"{out}: no sweep planned here yet")
+        lines.append(f"{out}: no sweep planned here " + ("(plan.json is not a plan)" if (out / PLAN_FILE).exists() else "yet"))
     lines.append(f"  rows in the folder: {len(rows)} ({sum(r['status'] in FINISHED for r in rows.values())} "
                  f"finished), {pending} not merged yet")
     for run_id, worker in sorted(running.items()):

@@ -32,14 +32,20 @@ from .distributions import TASK_FAMILIES
 from .estimators import EstimatorSpec, estimator_for
 from .interface import PRECISIONS, ConfigError, check_keys, number
 from .presets import AXES, TRAIN_KEYS, Preset, estimator_keys, load_preset
+from .protocol import protocol_options
 from .registry import unknown_name
-from .results import FINISHED, SCHEMA_VERSION, default_out_dir, load_rows
+from .results import FINISHED, PROTOCOL_DEFAULTS, SCHEMA_VERSION, default_out_dir, load_rows
 from .sample import SAMPLE_ESTIMATORS, SampleSpec, sample_options
 
 DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+# A seed seeds torch.Generator.manual_seed (at most 2**64 - 1) after the runner adds its offsets
+# (under SEED_OFFSETS_BELOW, ``mibench.runner``), and is stored as a signed 64-bit integer.
+SEED_OFFSETS_BELOW = 5_000_000
+MAX_SEED = 2**63 - 1 - SEED_OFFSETS_BELOW
 # Run options added after the first results were recorded: they enter the identity only when set,
 # so adding an option leaves the ids of existing runs as they were.
-_IDENTITY_WHEN_SET = {"batch_seeds": False, "precision": "fp32", "n_samples": None, "eval_n_samples": None}
+_IDENTITY_WHEN_SET = {"batch_seeds": False, "precision": "fp32", "n_samples": None, "eval_n_samples": None,
+                      **PROTOCOL_DEFAULTS}
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,13 @@ class RunSpec:
     precision: str = "fp32"             # "bf16": the training forward under bfloat16 autocast
     n_samples: int | None = None        # train on a fixed sample of this many pairs (else a stream)
     eval_n_samples: int | None = None   # ... and estimate on a fixed held-out sample of this many
+    # The training protocol: evaluate on the held-out data every eval_every steps, stop after
+    # patience evaluations in a row without a new best, report the "final" or the "best" estimate
+    eval_every: int | None = None
+    patience: int | None = None
+    report: str = "final"
+    standardize: bool = False           # standardise both fixed samples with their union's statistics
+    batches: str = "epochs"             # how batches come from a fixed sample: "epochs" or "independent"
 
     @property
     def grid(self) -> str:
@@ -140,7 +153,10 @@ def upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
     their spec has now (and keep the old one as ``run_id_v1``)."""
     if row.get("schema_version", 1) >= SCHEMA_VERSION or not isinstance(row.get("spec"), Mapping):
         return row
-    new_id = RunSpec.from_dict(row["spec"]).run_id
+    try:
+        new_id = RunSpec.from_dict(row["spec"]).run_id
+    except (KeyError, TypeError, ValueError, AttributeError):     # a spec that is not one: the id it has
+        return row
     return {**row, "run_id": new_id, "run_id_v1": row["run_id"]}
 
 
@@ -177,6 +193,8 @@ class _Checker:
                 estimator_for(spec, task)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        except (RuntimeError, OverflowError) as exc:     # sizes no tensor can have (dim = 2**63 - 1)
+            raise ConfigError(f"{where}: the estimator cannot be built for this task: {exc}") from None
         self.estimators.add(key)
 
 
@@ -188,7 +206,7 @@ def _budget(train: Mapping[str, Any], family: str, params: dict, batch_size: int
     if epochs is not None:
         n = train.get("n_samples")
         size = n if n is not None else TASK_FAMILIES[family].train_size(params)
-        if not (isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and epochs > 0):
+        if not (isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and 0 < epochs < math.inf):
             raise ConfigError(f"{where}: epochs must be a positive number, got {epochs!r}")
         per_epoch = size // batch_size if train.get("n_samples") is not None else size / batch_size
         return max(1, math.ceil(epochs * per_epoch)), float(epochs)
@@ -200,7 +218,7 @@ def _budget(train: Mapping[str, Any], family: str, params: dict, batch_size: int
 def _train_options(train: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The [train] values that are the same for every cell of a grid, checked."""
     lr = train.get("lr", 1e-3)
-    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
+    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0 < lr < math.inf):
         raise ConfigError(f"{where}: lr must be a positive number, got {lr!r}")
     log_every = train.get("log_every", 20)
     if isinstance(log_every, bool) or not (isinstance(log_every, int) and log_every >= 1):
@@ -223,10 +241,19 @@ def _train_options(train: Mapping[str, Any], where: str) -> dict[str, Any]:
             raise ConfigError(f"{where}: n_samples trains each seed on its own sample; use batch_seeds = false")
     return {"lr": float(lr), "log_every": log_every, "batch_seeds": train.get("batch_seeds", False),
             "save_model": train.get("save_model", False), "precision": precision, "staircase": staircase,
-            "n_samples": n}
+            "n_samples": n, **protocol_options(train, staircase, where)}
+
+
+def _nonempty(axes: Mapping[str, list], where: str) -> None:
+    """Every axis has a value: an empty one (``seeds = []``) would leave the grid without runs."""
+    for field, values in axes.items():
+        if not values:
+            name = next((axis for axis, f in AXES.items() if f == field), field)
+            raise ConfigError(f"{where}: {name} is empty; give at least one value")
 
 
 def _check_axes(axes: dict[str, list], where: str) -> None:
+    _nonempty(axes, where)
     for device in axes["device"]:
         if not isinstance(device, str) or not DEVICE_RE.match(device):
             raise ConfigError(f"{where}: unknown device {device!r}; allowed: cpu, cuda, cuda:N, mps")
@@ -234,8 +261,10 @@ def _check_axes(axes: dict[str, list], where: str) -> None:
         if isinstance(b, bool) or not (isinstance(b, int) and b >= 2):
             raise ConfigError(f"{where}: batch size must be an integer >= 2, got {b!r}")
     for s in axes["seed"]:
-        if isinstance(s, bool) or not (isinstance(s, int) and s >= 0):
-            raise ConfigError(f"{where}: seeds must be non-negative integers, got {s!r}")
+        if isinstance(s, bool) or not (isinstance(s, int) and 0 <= s <= MAX_SEED):
+            raise ConfigError(f"{where}: seeds must be non-negative integers, got {s!r}; allowed: 0 to 2**63 - 1 - "
+                              f"{SEED_OFFSETS_BELOW:_} = {MAX_SEED} (a 64-bit seed, less room for the offsets "
+                              "of a run's other generators)")
 
 
 def _expand_grid(preset: Preset, grid: Mapping[str, Any], train: dict[str, Any], where: str,
@@ -256,11 +285,13 @@ def _expand_grid(preset: Preset, grid: Mapping[str, Any], train: dict[str, Any],
     _check_axes(axes, where)
     options = _train_options(train, where)
     task_lists = {k: _as_list(v) for k, v in task_axes.items()}
+    _nonempty({f"task {k}": v for k, v in task_lists.items()}, where)
     if "estimators" in grid:
         return _expand_sample_grid(preset, grid, options, axes, task_lists, where, checker)
     # A bound option given as a list (tau = [1.0, 5.0, inf]) is one more axis; bounds without
     # that option ignore it, and their duplicate runs are merged by ``merge_duplicates``.
     option_lists = {k: list(v) for k, v in est_base.items() if k in bound_options() and isinstance(v, (list, tuple))}
+    _nonempty(option_lists, where)
     names = list(axes) + list(task_lists) + list(option_lists)
     specs = []
     for values in itertools.product(*axes.values(), *task_lists.values(), *option_lists.values()):
@@ -284,6 +315,11 @@ def _expand_grid(preset: Preset, grid: Mapping[str, Any], train: dict[str, Any],
                 if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < b):
                     raise ConfigError(f"{what} must be an integer >= the batch size {b}, got {n!r}")
             steps, epochs = _budget(train, preset.family, params, cell["batch_size"], where)
+            if options["eval_every"] is not None and options["eval_every"] > steps:
+                raise ConfigError(f"eval_every must be at most the {steps} training steps (else nothing is "
+                                  f"evaluated), got {options['eval_every']}")
+            if options["standardize"] and ev["n_samples"] is None:
+                raise ConfigError("standardize needs a fixed held-out sample too ([eval] n_samples)")
         except ConfigError as exc:
             raise ConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
         spec = RunSpec(
@@ -294,7 +330,8 @@ def _expand_grid(preset: Preset, grid: Mapping[str, Any], train: dict[str, Any],
             log_every=options["log_every"], staircase=options["staircase"], epochs=epochs,
             save_model=options["save_model"], batch_seeds=options["batch_seeds"],
             precision=options["precision"], n_samples=options["n_samples"],
-            eval_n_samples=ev["n_samples"])
+            eval_n_samples=ev["n_samples"], eval_every=options["eval_every"], patience=options["patience"],
+            report=options["report"], standardize=options["standardize"], batches=options["batches"])
         try:
             level_params = spec.level_params()
         except ConfigError as exc:
@@ -318,6 +355,7 @@ def _expand_sample_grid(preset: Preset, grid: Mapping[str, Any], options: dict[s
     if options["staircase"]:
         raise ConfigError(f"{where}: sample estimators take no staircase (they train nothing)")
     names = [str(v) for v in _as_list(grid["estimators"])]
+    _nonempty({"estimators": names}, where)
     given = {k: v for k, v in grid.items() if k in sample_options()}
     specs = []
     task_names = list(task_lists)
@@ -355,6 +393,9 @@ def expand(preset: Preset, *, quick: bool = False, overrides: Mapping[str, Any] 
                 raise ConfigError(unknown_name(f"grid of {preset.name}", name, names, "Its grids"))
         chosen = set(overrides.pop("grids"))
         tables = [(w, t) for w, t in tables if str(t.get("name", "")) in chosen]
+    if not tables:
+        raise ConfigError(f"{preset.path.name}: no grid to run (an empty [[{'quick' if quick else 'grid'}]] list "
+                          "or --grids); give at least one")
     budget = {"steps", "epochs"} & set(overrides)
     train = {k: v for k, v in preset.train.items() if not (budget and k in ("steps", "epochs"))}
     checker = _Checker()

@@ -8,6 +8,7 @@ estimator table); every value of every grid axis is checked when the sweep is pl
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +30,11 @@ from .sample import sample_options
 AXES = {"bounds": "bound", "critics": "critic", "negatives": "negatives",
         "batch_sizes": "batch_size", "devices": "device", "seeds": "seed"}
 TRAIN_KEYS = {"steps", "epochs", "batch_size", "lr", "log_every", "staircase", "save_model", "batch_seeds",
-              "precision", "n_samples"}
+              "precision", "n_samples", "eval_every", "patience", "report", "standardize", "batches"}
 EVAL_KEYS = {"batches", "batch_size", "n_samples"}
 TOP_KEYS = {"name", "description", "task", "estimator", "train", "eval", "grid", "quick", "slurm"}
+# A preset's name names its results folder (results/NAME): one path component, no '..'.
+NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 SLURM_KEYS = {"partition", "time_min", "gpus", "mem_gb", "cpus", "job_minutes", "array_parallelism", "extra"}
 
 
@@ -122,20 +125,28 @@ def load_preset(name: str) -> Preset:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{where}: cannot be read ({exc})") from None
     check_keys(data, TOP_KEYS, where)
-    task = dict(data.get("task", {}))
+    name = data.get("name", path.stem)
+    if not (isinstance(name, str) and NAME_RE.match(name)):
+        given = f"got {name!r}" if "name" in data else f"and without a name line it is the file's, {name!r}"
+        raise ConfigError(f"{where}: name must be a simple name (letters, digits, '-', '_' and '.', not starting "
+                          f"with '.'; it names the results folder results/NAME), {given}")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"{where}: description must be a string, got {description!r}")
+    task = _table(data, "task", where)
     family = task.get("family")
     if family is None:
         raise ConfigError(f"{where} [task]: 'family' is required; allowed: {', '.join(TASK_FAMILIES)}")
-    if family not in TASK_FAMILIES:
+    if not isinstance(family, str) or family not in TASK_FAMILIES:
         raise ConfigError(f"{where} [task]: {TASK_FAMILIES.unknown_message(family)}")
     check_keys(task, {"family", *TASK_FAMILIES[family].parameters()}, f"{where} [task]")
-    estimator = dict(data.get("estimator", {}))
+    estimator = _table(data, "estimator", where)
     check_keys(estimator, estimator_keys(), f"{where} [estimator]")
-    train = dict(data.get("train", {}))
+    train = _table(data, "train", where)
     check_keys(train, TRAIN_KEYS, f"{where} [train]")
-    evaluation = dict(data.get("eval", {}))
+    evaluation = _table(data, "eval", where)
     check_keys(evaluation, EVAL_KEYS, f"{where} [eval]")
-    slurm = dict(data.get("slurm", {}))
+    slurm = _table(data, "slurm", where)
     check_keys(slurm, SLURM_KEYS, f"{where} [slurm]")
     tables = {}
     for kind, default in (("grid", [{}]), ("quick", [])):
@@ -146,5 +157,13 @@ def load_preset(name: str) -> Preset:
         for i, g in enumerate(value):
             check_keys(g, grid_keys(), f"{where} [[{kind}]] #{i + 1}")
         tables[kind] = list(value)
-    return Preset(data.get("name", path.stem), path, data.get("description", ""), task, estimator,
-                  train, evaluation, tables["grid"], tables["quick"], slurm)
+    return Preset(name, path, description, task, estimator, train, evaluation, tables["grid"], tables["quick"],
+                  slurm)
+
+
+def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    """The preset's table ``key`` (empty when absent); a ConfigError when it is not a table."""
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} must be a table ([{key}] with its keys below it), got {value!r}")
+    return dict(value)

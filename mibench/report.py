@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .atomic import check_folder, make_folder, write_text
 from .figures import make_figures
 from .interface import ConfigError
-from .results import RUNS_FILE, load_results, load_traces
+from .results import PENDING_DIR, RUNS_FILE, load_results, load_traces
 from .stats import cells_of, in_units, staircase_runs, staircase_summary, summarize, with_library
-from .tables import (MI_NOTE, STAIRCASE_NOTE, has_mi_levels, to_markdown, write_level_table, write_tables,
-                     write_task_table)
+from .tables import (MI_NOTE, STAIRCASE_NOTE, has_mi_levels, to_markdown, write_csv, write_level_table,
+                     write_tables, write_task_table)
 
 #: DIR/embeddings/<run_id>.csv: columns pc1, pc2 (the 2-d PCA of a trained x encoder's
 #: embeddings of a fixed sample of test images, embedding units) and label (int class),
@@ -35,6 +36,7 @@ def load_embeddings(results_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
 
 #: Columns that tell one estimator from another in the ranking, after its library and name.
 _ESTIMATOR_KEYS = ("options", "critic", "encoder", "n_negatives", "batch_size", "steps", "precision", "n_samples",
+                   "protocol",
                    "device", "grid")
 
 
@@ -74,13 +76,11 @@ def make_ranking(summary: pd.DataFrame, out: Path, figures_dir: Path) -> tuple[A
     if coverage.max() < 2 or cells["estimator"].nunique() < 2:
         return None, []
     result = rank_table(cells, estimator="estimator", task="task_id", value="absolute bias [nats]")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     text = result.to_markdown()
     if left_out:
         text += f"\nLeft out (values on fewer tasks): {', '.join(left_out)}\n"
-    paths = [out / "ranking.md", out / "ranking.csv"]
-    paths[0].write_text(text, encoding="utf-8")
-    result.table.to_csv(paths[1], index=False)
+    paths = [write_text(out / "ranking.md", text), write_csv(result.table, out / "ranking.csv")]
     paths += save_figure(fig_cd_diagram(result), figures_dir, "cd_diagram")
     return result, paths
 
@@ -100,6 +100,19 @@ def stale_outputs(out_dir: str | os.PathLike, result: dict[str, Any]) -> list[Pa
     return sorted(p for p in candidates if p.resolve() not in made)
 
 
+def _check_some_ok(runs: pd.DataFrame, results_dir: Path) -> None:
+    """A ConfigError when no run of ``runs`` is "ok" (a table of dashes would say nothing): how
+    many runs, their statuses, and the first error message."""
+    status = runs["status"].astype(str)
+    if (status == "ok").any():
+        return
+    counts = ", ".join(f"{n} {s}" for s, n in status.value_counts().sort_index().items())
+    errors = runs["error"].dropna().astype(str) if "error" in runs else pd.Series(dtype=str)
+    errors = errors[errors.str.strip() != ""]
+    first = f"; the first error: {errors.iloc[0].strip().splitlines()[0]}" if len(errors) else ""
+    raise ConfigError(f"{results_dir}: no run finished ok ({counts}), nothing to report{first}")
+
+
 def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                 units: str = "nats") -> dict[str, Any]:
     """Tables and figures of one results folder.
@@ -113,7 +126,10 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     OUT/task_table.{csv,md,tex} when the cells span several tasks (``tables.task_table``: a row
     per task, a column per estimator, "bias ± sd"), and OUT/figures/*.{png,pdf}
     (``figures.make_figures``, drawn from the same frames). ``out_dir`` defaults to the results
-    folder. Raises ConfigError when the folder has no recorded runs.
+    folder. Reads the runs merged into runs.jsonl and those still pending (``results.load_results``).
+    Raises ConfigError when the folder has no recorded runs, when none of them finished ok (the
+    statuses and the first error named), and when a file cannot be written (OUT or OUT/figures
+    a file, no space left, a read-only folder: ``mibench.atomic``; no file is left half-written).
 
     Also OUT/ranking.{md,csv} and figures/cd_diagram when two or more estimator cells have values
     on two or more tasks (``make_ranking``; ranked on |bias| in nats). ``units``: "nats" or "bits"
@@ -123,13 +139,19 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     "ranking": RankResult or None}.
     """
     results_dir = Path(results_dir)
-    if not (results_dir / RUNS_FILE).is_file():
-        raise ConfigError(f"{results_dir}: no {RUNS_FILE} here; `mibench run --out {results_dir}` records runs there")
     runs = load_results(results_dir)
     if runs.empty:
-        raise ConfigError(f"{results_dir / RUNS_FILE}: no runs recorded yet")
-    traces = load_traces(results_dir)
+        if not results_dir.is_dir():
+            raise ConfigError(f"{results_dir}: no such folder; `mibench run --out {results_dir}` records runs there")
+        if not (results_dir / RUNS_FILE).is_file() and not (results_dir / PENDING_DIR).is_dir():
+            raise ConfigError(f"{results_dir}: no {RUNS_FILE} (and no {PENDING_DIR}/ records) here; "
+                              f"`mibench run --out {results_dir}` records runs there")
+        raise ConfigError(f"{results_dir}: no runs recorded yet (in {RUNS_FILE} or {PENDING_DIR}/)")
+    _check_some_ok(runs, results_dir)
     out = Path(out_dir) if out_dir else results_dir
+    for folder in (out, out / "figures"):         # a file in the way: say so before writing anything
+        check_folder(folder)
+    traces = load_traces(results_dir)
 
     summary = summarize(runs)
     stair = staircase_summary(traces, runs)

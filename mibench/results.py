@@ -2,8 +2,10 @@
 
 A results folder holds ``runs.jsonl`` and ``traces.jsonl`` (a line per run) and ``pending/``, a
 file per finished run that has not been merged into them yet (``mibench.store`` writes both).
-Readers see both. A line that does not parse, or is not a run row with its required fields, is
-reported once (file and line) and skipped; a row without its required fields is not finished.
+Readers see both. A line that does not parse, or is not a run row with its required fields (of
+their types), is reported once (file and line) and skipped; a row without its required fields is
+not finished. So are a pending file that is not a record (a merge moves it to ``corrupt/``) and a
+trace that is not a trace.
 """
 
 from __future__ import annotations
@@ -99,6 +101,13 @@ class RunRow:
     worker: str | None = None      # host:pid that trained it
     sweep_id: str | None = None    # the sweep (one planning) it was trained in
     schema_version: int = SCHEMA_VERSION
+    # The training protocol (``mibench.protocol``): mi_estimate is the estimate the run reports,
+    # the held-out estimate after the last step (mi_estimate_final) or, with report = "best", the
+    # highest of those taken every eval_every steps (mi_estimate_best, after best_step steps).
+    mi_estimate_final: float | None = None
+    mi_estimate_best: float | None = None    # None without eval_every
+    best_step: int | None = None
+    steps_trained: int | None = None         # the steps actually run (fewer with early stopping)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -191,20 +200,55 @@ def _numbered(path: Path) -> Iterator[tuple[int, Any]]:
                 _warn_once(path, number, "a broken line (an interrupted write)")
 
 
-def pending_records(out_dir: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
-    """Finished runs written as records of their own and not yet merged into runs.jsonl
-    (``mibench.store``), oldest first: (path, {"row": ..., "trace": ...})."""
+CORRUPT_DIR = "corrupt"          # pending records that are not records, moved aside by a merge
+
+
+def scan_pending(out_dir: str | os.PathLike) -> tuple[list[tuple[Path, dict[str, Any]]], list[tuple[Path, str]]]:
+    """The pending records of DIR, oldest first, split into usable ones (path, {"row": ...,
+    "trace": ...}) and the others (path, why). Records are written whole (to a temporary name,
+    then renamed), so a file that does not parse, or is not a record with a valid row, will
+    never become one: it is reported once and skipped (a merge moves it to ``corrupt/``)."""
     folder = Path(out_dir) / PENDING_DIR
     if not folder.is_dir():
-        return []
-    found = []
+        return [], []
+    found, bad = [], []
     for path in folder.glob("*.json"):
         try:                              # another process's merge may delete it at any moment
-            found.append((path.stat().st_mtime_ns, path.name, path,
-                          json.loads(path.read_text(encoding="utf-8"))))
-        except (OSError, json.JSONDecodeError):          # merged away meanwhile, or foreign
+            stamp, text = path.stat().st_mtime_ns, path.read_bytes()
+        except OSError:
             continue
-    return [(path, record) for _, _, path, record in sorted(found, key=lambda f: f[:2])]
+        try:
+            record = json.loads(text.decode("utf-8"))
+        except ValueError:                # not UTF-8, or not JSON
+            record, problem = None, "a record that does not parse"
+        else:
+            problem = _record_problem(record)
+        if problem:
+            _warn_once(path, 1, problem)
+            bad.append((path, problem))
+        else:
+            found.append((stamp, path.name, path, record))
+    return [(path, record) for _, _, path, record in sorted(found, key=lambda f: f[:2])], bad
+
+
+def pending_records(out_dir: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
+    """Finished runs written as records of their own and not yet merged into runs.jsonl
+    (``mibench.store``), oldest first: (path, {"row": ..., "trace": ...}). Files that are not
+    such records are reported once and skipped (``scan_pending``)."""
+    return scan_pending(out_dir)[0]
+
+
+def _record_problem(record: Any) -> str | None:
+    """Why a pending record is not usable, or None. A record whose row is good but whose trace
+    is not is usable: its row is kept, its trace skipped."""
+    if not isinstance(record, dict) or not isinstance(record.get("row"), dict):
+        return 'a record that is not {"row": {...}, "trace": {...}}'
+    problem = _problem(record["row"])
+    return problem and f"a record holding {problem}"
+
+
+def _number_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _problem(row: Any) -> str | None:
@@ -216,6 +260,31 @@ def _problem(row: Any) -> str | None:
         missing += [k for k in REQUIRED_FINISHED if k not in row]
     if missing or not isinstance(row.get("run_id"), str):
         return f"a run row without {', '.join(missing) or 'a string run_id'}"
+    wrong = [k for k in (*REQUIRED_FINISHED, "mi_std") if k in row and not _number_or_none(row[k])]
+    if row["status"] == "ok" and row.get("mi_estimate") is None:
+        wrong.append("mi_estimate")                # an "ok" row holds its estimate
+    wrong += [k for k in ("record_id", "sweep_id") if row.get(k) is not None and not isinstance(row[k], str)]
+    version = row.get("schema_version", 1)
+    if not isinstance(row["status"], str):
+        wrong.append("status")
+    if not isinstance(version, int) or isinstance(version, bool):
+        wrong.append("schema_version")
+    return f"a run row with a wrong-typed {', '.join(wrong)}" if wrong else None
+
+
+def trace_problem(trace: Any) -> str | None:
+    """Why ``trace`` is not a usable training trace (run_id; step, estimate and mi_true lists of
+    one length, of numbers), or None."""
+    if not isinstance(trace, dict):
+        return "a line that is not a trace (not an object)"
+    if not isinstance(trace.get("run_id"), str):
+        return "a trace without a string run_id"
+    columns = [trace.get(k) for k in ("step", "estimate", "mi_true")]
+    if not all(isinstance(c, list) for c in columns) or len({len(c) for c in columns}) != 1:
+        return "a trace whose step, estimate and mi_true are not lists of one length"
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in columns[0]) \
+            or not all(_number_or_none(v) for c in columns[1:] for v in c):
+        return "a trace with values that are not numbers"
     return None
 
 
@@ -229,13 +298,8 @@ def iter_rows(out_dir: str | os.PathLike) -> Iterator[dict[str, Any]]:
             _warn_once(path, number, problem)
             continue
         yield row
-    for record_path, record in pending_records(out_dir):
-        row = record.get("row") if isinstance(record, dict) else None
-        problem = _problem(row)
-        if problem:
-            _warn_once(record_path, 1, problem)
-            continue
-        yield row
+    for _, record in pending_records(out_dir):
+        yield record["row"]
 
 
 def load_rows(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -278,34 +342,66 @@ def options_text(options: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(options.items()))
 
 
+#: The training protocol's settings (``mibench.protocol``) at their defaults: the whole budget,
+#: the final estimate, batches in epochs of a fixed sample as drawn. A run's spec holds them.
+PROTOCOL_DEFAULTS = {"eval_every": None, "patience": None, "report": "final", "standardize": False,
+                     "batches": "epochs"}
+
+
+def protocol_text(row: dict[str, Any]) -> str:
+    """The training protocol a run followed, as its cell label: the settings that differ from
+    ``PROTOCOL_DEFAULTS`` ("eval_every=250, patience=2, report=best"), "" for the default. Runs
+    under different protocols are different cells, as runs of different budgets are."""
+    spec = row.get("spec") if isinstance(row.get("spec"), dict) else {}
+    parts = []
+    for key, default in PROTOCOL_DEFAULTS.items():
+        value = spec.get(key, default)
+        if value != default:
+            parts.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
+    return ", ".join(parts)
+
+
 def to_frame(rows: list[dict[str, Any]]):
-    """Run rows as a DataFrame, one row per run, with the measurement columns numeric and an
-    ``options`` column (the bound's options as text, "tau=5")."""
+    """Run rows as a DataFrame, one row per run, with the measurement columns numeric, an
+    ``options`` column (the bound's options as text, "tau=5") and a ``protocol`` column (the
+    training protocol as text, ``protocol_text``)."""
     import pandas as pd
 
     if not rows:
         return pd.DataFrame()
     df = pd.json_normalize(rows, max_level=0)
     df["options"] = [options_text(bound_options_of(r)) for r in rows]
+    df["protocol"] = [protocol_text(r) for r in rows]
     for col in ("mi_estimate", "mi_true", "mi_std", "mi_estimate_train", "mi_std_train", "pairs_per_s",
-                "steps_per_s", "peak_mem_mb", "wall_s"):
+                "steps_per_s", "peak_mem_mb", "wall_s", "mi_estimate_final", "mi_estimate_best", "best_step",
+                "steps_trained"):
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
 
 
 def load_traces(out_dir: str | os.PathLike):
-    """Per-step training estimates: a long DataFrame (run_id, step, estimate, mi_true)."""
+    """Per-step training estimates: a long DataFrame (run_id, step, estimate, mi_true). Traces
+    that are not traces are reported once (file and line) and skipped."""
     import pandas as pd
 
-    frames = []
-    records = [r for r in read_jsonl(Path(out_dir) / TRACES_FILE) if isinstance(r, dict)]
-    records += [r["trace"] for _, r in pending_records(out_dir) if isinstance(r.get("trace"), dict)]
-    for rec in records:
-        if not {"run_id", "step", "estimate", "mi_true"} <= set(rec):
-            continue
-        frames.append(pd.DataFrame({"run_id": rec["run_id"], "step": rec["step"],
-                                    "estimate": rec["estimate"], "mi_true": rec["mi_true"]}))
+    path = Path(out_dir) / TRACES_FILE
+    records = []
+    for number, rec in _numbered(path):
+        problem = trace_problem(rec)
+        if problem:
+            _warn_once(path, number, problem)
+        else:
+            records.append(rec)
+    for record_path, record in pending_records(out_dir):
+        if "trace" in record:
+            problem = trace_problem(record["trace"])
+            if problem:
+                _warn_once(record_path, 1, problem)
+            else:
+                records.append(record["trace"])
+    frames = [pd.DataFrame({"run_id": rec["run_id"], "step": rec["step"], "estimate": rec["estimate"],
+                            "mi_true": rec["mi_true"]}) for rec in records if rec["step"]]
     if not frames:
         return pd.DataFrame(columns=["run_id", "step", "estimate", "mi_true"])
     return pd.concat(frames, ignore_index=True).drop_duplicates(["run_id", "step"], keep="last")

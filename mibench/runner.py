@@ -1,10 +1,10 @@
 """One run group, top to bottom: build -> train -> evaluate -> rows.
 
-``run_group`` never raises for a failing run: a row's status is "ok", "diverged" (a NaN or
-infinite held-out estimate) or "error" (with the error). A ``Workspace`` holds what the runs of
-one worker share: tasks are built once, so each data set is read and moved to its device once,
-and ``load_data`` reads them all before the first run. Who runs which group, and where, is
-``mibench.executors``'s job.
+``run_group`` never raises for a failing run: a row's status is "ok", "diverged" (a held-out
+estimate no estimator can report: see ``divergence``) or "error" (with the error). A
+``Workspace`` holds what the runs of one worker share: tasks are built once, so each data set
+is read and moved to its device once, and ``load_data`` reads them all before the first run.
+Who runs which group, and where, is ``mibench.executors``'s job.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from .plan import RunSpec
 from .results import RunRow, git_commit
 from .sample import run_sample
 from .store import worker_name
-from .train import FiniteSample, FitResult, evaluate, evaluate_sample, fit, fit_batched
+from .finite import FiniteSample, evaluate_sample, standardize_together
+from .train import FitResult, evaluate, fit, fit_batched
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,43 @@ class Built:
     generators: list[torch.Generator]
 
 
-# Seed offsets of the generators a run uses besides its training one, so that no two draw alike.
+# Seed offsets of the generators a run uses besides its training one, so that no two draw alike
+# (all under plan.SEED_OFFSETS_BELOW, which bounds the seeds a plan accepts).
 EVAL_SEED, TRAIN_EVAL_SEED, SAMPLE_SEED, HELDOUT_SAMPLE_SEED = 1_000_003, 2_000_003, 3_000_017, 4_000_037
+
+# A finite estimate is still a divergence when it is above what its bound can report (beyond the
+# float32 rounding of the scores, CEILING_SLACK nats), or more than BLOW_UP times the task's scale
+# max(|truth|, ln(K + 1), 1 nat) either way: a critic whose scores have blown up (lr = 1e6 gives
+# -6e23 nats), or a program that printed 1e308. The largest estimates of working runs in the
+# reference results (DV with a joint critic at 10 nats, 1.2e6 nats) are a blow-up of the bound
+# itself that the README reports, and stay below it.
+CEILING_SLACK = 1e-3
+BLOW_UP = 1e6
+
+
+def divergence(mean: float, std: float = 0.0, *, truth: float, k: int | None = None, ceiling: float = math.inf,
+               what: str = "held-out estimate") -> str | None:
+    """Why an estimate (nats; ``std`` its batch-to-batch sd) is not one an estimator can report,
+    in a few words, or None when it is: non-finite, above ``ceiling`` (the bound's most with K =
+    ``k`` negatives) or beyond BLOW_UP times the task's scale."""
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        return f"non-finite {what}"
+    if mean > ceiling + CEILING_SLACK:
+        return f"{what} {mean:.6g} nats is above {ceiling:.6g}, the most this bound can report with K = {k}"
+    scale = max(abs(truth) if math.isfinite(truth) else 0.0, math.log(k + 1) if k else 0.0, 1.0)
+    if max(abs(mean), std) > BLOW_UP * scale:
+        spread = f" (sd {std:.3g})" if std else ""
+        of = "the truth, ln(K + 1) and 1 nat" if k else "the truth and 1 nat"
+        return (f"{what} {mean:.3g} nats{spread} is beyond {BLOW_UP:.0e} times the task's scale of {scale:.3g} "
+                f"nats (the largest of {of}): a numerical blow-up")
+    return None
 
 
 def build(specs: list[RunSpec], workspace: Workspace) -> Built:
     """Tasks, estimators (initial parameters from each run's seed) and data generators; with
-    ``n_samples``, the fixed training and held-out samples (drawn from the run's seed)."""
+    ``n_samples``, the fixed training and held-out samples (drawn from the run's seed), and with
+    ``standardize`` both standardised with the statistics of their union (BMI's estimators
+    standardise their whole sample, then split it into training and test halves)."""
     spec = specs[0]
     levels = workspace.levels(spec)
     heldout = levels[-1].heldout()
@@ -94,20 +125,29 @@ def build(specs: list[RunSpec], workspace: Workspace) -> Built:
         return torch.Generator(device=device).manual_seed(spec.seed + offset)
 
     if spec.n_samples is not None:
-        levels = [FiniteSample(levels[0], spec.n_samples, gen(SAMPLE_SEED))]
+        levels = [FiniteSample(levels[0], spec.n_samples, gen(SAMPLE_SEED), draw=spec.batches)]
     if spec.eval_n_samples is not None:
         heldout = FiniteSample(heldout, spec.eval_n_samples, gen(HELDOUT_SAMPLE_SEED))
+    if spec.standardize:
+        standardize_together(levels[0], heldout)
     estimators = [estimator_for(s.estimator, levels[0], seed=s.seed).to(device) for s in specs]
     generators = [torch.Generator(device=device).manual_seed(s.seed) for s in specs]
     return Built(levels, heldout, estimators, generators)
 
 
 def train(specs: list[RunSpec], built: Built, progress: bool = False) -> list[FitResult]:
-    """Train the group: one model with ``fit``, or its seeds as one batched model."""
+    """Train the group: one model with ``fit``, or its seeds as one batched model. With
+    ``eval_every``, each run's held-out estimate (``evaluate_run``) is taken every
+    ``eval_every`` steps, for early stopping and the best estimate."""
     spec, levels = specs[0], built.levels
+
+    def monitor(step: int) -> list[tuple[float, float]]:
+        return [evaluate_run(s, est, built.heldout) for s, est in zip(specs, built.estimators)]
+
     common = dict(task_at=lambda step: levels[level_of_step(step, spec.steps, len(levels))],
                   steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr, n_negatives=spec.n_negatives,
                   log_every=spec.log_every, progress=progress, precision=spec.precision,
+                  monitor=monitor if spec.eval_every else None, eval_every=spec.eval_every, patience=spec.patience,
                   desc=f"{spec.estimator.bound} K={spec.n_negatives} {spec.device}"
                        + (f" x{len(specs)} seeds" if spec.batch_seeds else ""))
     if spec.batch_seeds:
@@ -118,7 +158,9 @@ def train(specs: list[RunSpec], built: Built, progress: bool = False) -> list[Fi
 def evaluate_run(spec: RunSpec, estimator: TransformedEstimator, task: Task,
                  seed_offset: int = EVAL_SEED) -> tuple[float, float]:
     """The estimate on ``task``: mean and batch-to-batch sd (nats) over ``eval_batches`` fresh
-    batches, or over a fixed sample in consecutive batches."""
+    batches, or over a fixed sample in consecutive batches. The generator is seeded afresh on
+    each call, so the protocol's evaluations during training and the final one see the same
+    held-out data."""
     generator = torch.Generator(device=torch.device(spec.device)).manual_seed(spec.seed + seed_offset)
     k = spec.estimator.n_negatives(spec.eval_batch_size)
     if isinstance(task, FiniteSample):
@@ -228,8 +270,8 @@ def run_sample_estimator(spec: RunSpec, workspace: Workspace, sweep_id: str | No
         truth = task.ground_truth()
         generator = torch.Generator(device=torch.device(spec.device)).manual_seed(spec.seed + SAMPLE_SEED)
         got = run_sample(spec.estimator, task, n=spec.n_samples, seed=spec.seed, generator=generator)
-        measured = dict(status="ok" if got["finite"] else "diverged",
-                        error=None if got["finite"] else "non-finite estimate",
+        why = divergence(got["mi_estimate"], truth=truth.mi, what="estimate")
+        measured = dict(status="ok" if why is None else "diverged", error=why,
                         mi_true=truth.mi, mi_true_train=truth.mi, truth_method=truth.method, task_name=task.name,
                         mi_estimate=got["mi_estimate"], n_samples=spec.n_samples, estimate_s=got["estimate_s"],
                         pairs_per_s=got["pairs_per_s"])
@@ -255,22 +297,30 @@ def run_group(specs: list[RunSpec], workspace: Workspace, sweep_id: str | None =
         truth, truth_train = built.heldout.ground_truth(), built.levels[-1].ground_truth()
         measured = []
         for spec, est, fitted, trace in zip(specs, built.estimators, fits, traces):
-            mean, std = evaluate_run(spec, est, built.heldout)
+            final, final_std = evaluate_run(spec, est, built.heldout)
+            best = fitted.best
+            mean, std = (best[1], best[2]) if spec.report == "best" and best is not None else (final, final_std)
             # the same estimate on what it trained on: its fixed sample, or fresh training draws
             train_mean, train_std = evaluate_run(spec, est, built.levels[-1], TRAIN_EVAL_SEED)
             if spec.save_model and workspace.out_dir is not None and spec.estimator.library == "mibench":
                 save_outputs(spec, est, built.heldout, workspace.out_dir)
             trace.update(step=[s for s, _, _ in fitted.trace], estimate=[v for _, v, _ in fitted.trace],
                          mi_true=[t for _, _, t in fitted.trace])
-            finite = math.isfinite(mean) and math.isfinite(std)
+            if spec.eval_every:         # the held-out estimate after each eval_every steps
+                trace.update(heldout_step=[s for s, _, _ in fitted.heldout],
+                             heldout_estimate=[v for _, v, _ in fitted.heldout])
+            k = spec.estimator.n_negatives(spec.eval_batch_size)
+            ceiling = est.bound.ceiling(k) if spec.estimator.library == "mibench" else math.inf
+            why = divergence(mean, std, truth=truth.mi, k=k, ceiling=ceiling)
             measured.append(dict(
-                status="ok" if finite else "diverged",
-                error=None if finite else "non-finite estimate on held-out batches",
+                status="ok" if why is None else "diverged", error=why,
                 mi_true=truth.mi, mi_true_train=truth_train.mi, truth_method=truth.method,
                 task_name=built.levels[-1].name, mi_estimate=mean, mi_std=std,
                 mi_estimate_train=train_mean, mi_std_train=train_std, n_samples=spec.n_samples,
                 pairs_per_s=fitted.pairs_per_s, steps_per_s=fitted.steps_per_s, train_s=fitted.train_s,
-                batched_models=len(specs), peak_mem_mb=_peak_mem_mb(device)))
+                batched_models=len(specs), peak_mem_mb=_peak_mem_mb(device),
+                mi_estimate_final=final, mi_estimate_best=best[1] if best else None,
+                best_step=fitted.best_step, steps_trained=fitted.steps))
     except Exception as exc:          # a failing run is a row, not a crash of the sweep
         if isinstance(exc, ConfigError) and specs[0].estimator.library == "mibench":
             raise                     # a bad setting planning missed: stop before more runs fail alike

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -181,6 +182,55 @@ class EstimatorFailed(RuntimeError):
     """An external estimator failed, timed out or printed no number; the message says which."""
 
 
+def _exited(pid: int) -> bool:
+    """Whether process ``pid`` (a child) has exited, without reaping it: while it is an unreaped
+    zombie its id stays its process group's, so the group can still be killed by that id."""
+    if not hasattr(os, "waitid"):                                 # pragma: no cover (not POSIX)
+        return False
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:                                     # reaped already (SIGCHLD ignored)
+        return True
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group (session) ``proc`` leads: it and whatever it started."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, AttributeError):  # nothing left, or not POSIX
+        if proc.poll() is None:
+            proc.kill()
+
+
+def run_program(argv: list[str], timeout: float) -> tuple[int, str, str]:
+    """Run ``argv`` in a session of its own: (exit status, stdout, stderr) once the program
+    itself exits. Its output goes to files, not pipes, so a background process it leaves
+    behind (holding the output open) does not delay the answer; whatever it started is killed
+    when it exits, and on a timeout the whole group is killed with it. Raises EstimatorFailed
+    when it cannot start or runs past ``timeout`` seconds."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    start_new_session=True)
+        except OSError as exc:
+            raise EstimatorFailed(f"external estimator could not start: {exc}") from None
+        deadline, pause = time.monotonic() + timeout, 0.001
+        try:
+            while not _exited(proc.pid):
+                if proc.poll() is not None:                   # reaped already (no waitid here)
+                    break
+                if time.monotonic() >= deadline:
+                    raise EstimatorFailed(f"external estimator timed out after {timeout:g} s: {argv[0]}")
+                time.sleep(pause)
+                pause = min(2 * pause, 0.05)
+        finally:
+            _kill_group(proc)                                 # leftovers, or everything on a timeout
+            proc.wait()
+        out.seek(0)
+        err.seek(0)
+        return (proc.returncode, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"))
+
+
 @_register
 class External(SampleEstimator):
     """Any program, in any environment, run on the sample saved to files.
@@ -190,9 +240,11 @@ class External(SampleEstimator):
     $VARIABLES and ~ are expanded. The program prints the estimate in nats
     as the last line of its standard output. ``format`` is "npy" (numpy's .npy, shape (n, d)) or
     "csv" (comma-separated, no header, one row per pair). The command is split like a shell line
-    but not run through a shell. A non-zero exit, a run longer than ``timeout`` seconds or a
-    last line that is not a number fails the run with that reason. ``label`` names the
-    estimator in rows and figures, ``library`` fills their library column.
+    but not run through a shell, in a session of its own: its answer is read when it exits, and
+    whatever it started and left running is killed then (on a timeout, with it). A non-zero
+    exit, a run longer than ``timeout`` seconds or a last line that is not a number fails the
+    run with that reason. ``label`` names the estimator in rows and figures, ``library`` fills
+    their library column.
     """
 
     name, label = "external", "external"
@@ -232,16 +284,11 @@ class External(SampleEstimator):
                 raise EstimatorFailed(f"external estimator: cannot fill in the command ({exc!r}); its placeholders "
                                       f"are {', '.join('{' + k + '}' for k in fields)}, and literal braces are "
                                       "written {{ }}") from None
-            try:
-                done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-            except subprocess.TimeoutExpired:
-                raise EstimatorFailed(f"external estimator timed out after {timeout:g} s: {argv[0]}") from None
-            except OSError as exc:
-                raise EstimatorFailed(f"external estimator could not start: {exc}") from None
-        if done.returncode != 0:
-            tail = (done.stderr.strip().splitlines() or [""])[-1][:300]
-            raise EstimatorFailed(f"external estimator exited with status {done.returncode}: {tail}")
-        lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+            returncode, stdout, stderr = run_program(argv, timeout)
+        if returncode != 0:
+            tail = (stderr.strip().splitlines() or [""])[-1][:300]
+            raise EstimatorFailed(f"external estimator exited with status {returncode}: {tail}")
+        lines = [line.strip() for line in stdout.splitlines() if line.strip()]
         try:
             value = float(lines[-1])
         except (IndexError, ValueError):

@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 
 #: The columns that identify a cell (one summary row); the MI level is added through task_params.
 CELL_KEYS = ("task", "grid", "library", "bound", "options", "critic", "encoder", "n_negatives", "batch_size", "device", "steps",
-             "precision", "n_samples")
+             "precision", "n_samples", "protocol")
 #: Values of cell keys that rows written before the key existed held implicitly.
-CELL_DEFAULTS = {"precision": "fp32", "n_samples": None, "options": "", "library": "mibench"}     # None: trained on a stream
+CELL_DEFAULTS = {"precision": "fp32", "n_samples": None, "options": "", "library": "mibench",     # None: trained on a stream
+                 "protocol": ""}
 
 N_BOOT = 2000
 BOOT_SEED = 0
@@ -175,7 +176,7 @@ def summarize(runs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED
     return summary.reset_index(drop=True)
 
 
-def _key_text(value: Any) -> str:
+def key_text(value: Any) -> str:
     """A cell-key value as text that compares equal however the column was typed (63 == 63.0,
     None == NaN)."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
@@ -187,7 +188,19 @@ def _key_text(value: Any) -> str:
 
 
 def _cell_id(values: Sequence[Any]) -> tuple[str, ...]:
-    return tuple(_key_text(v) for v in values)
+    return tuple(key_text(v) for v in values)
+
+
+def cell_ids(frame: pd.DataFrame) -> pd.Series:
+    """The cell of each row of ``frame`` (run rows, or rows of ``summarize`` /
+    ``staircase_summary``) as a tuple of text (CELL_KEYS, the task parameters, and the staircase
+    level where the frame has one): rows of one cell share it, whatever the columns' types.
+    Lets a figure that draws run rows aggregate them per cell, as the tables do."""
+    if len(frame) == 0:
+        return pd.Series([], index=frame.index, dtype=object)
+    df = _with_keys(frame)
+    cols = [*CELL_KEYS, "_params", *(["level"] if "level" in df else [])]
+    return pd.Series([_cell_id(v) for v in df[cols].itertuples(index=False, name=None)], index=frame.index)
 
 
 def cells_of(summary: pd.DataFrame, runs: pd.DataFrame) -> np.ndarray:
@@ -271,7 +284,8 @@ STAIR_COLUMNS = [*CELL_KEYS, "task_params", "level", "n_runs", "n_failed", "mi_t
 def staircase_summary(traces: pd.DataFrame, runs: pd.DataFrame, *, n_boot: int = N_BOOT,
                       seed: int = BOOT_SEED) -> pd.DataFrame:
     """``staircase_levels`` aggregated over seeds, one row per cell (bound, critic, ..., and the
-    task parameters, so that a variant such as a cubic y is its own cell) and level.
+    task parameters, so that a variant such as a cubic y is its own cell) and level (and truth:
+    runs of one cell with other staircase levels are never averaged together).
 
     Columns as in ``summarize``, with the per-run last-half level mean in place of the held-out
     estimate: mean, bias, sd (across seeds), mse, bias CI; within_sd is the median over runs of
@@ -281,10 +295,13 @@ def staircase_summary(traces: pd.DataFrame, runs: pd.DataFrame, *, n_boot: int =
     per_run = staircase_levels(traces, runs)
     if per_run.empty:
         return pd.DataFrame(columns=STAIR_COLUMNS)
-    keys = [*CELL_KEYS, "task_params", "level"]          # a task variant (e.g. cubic y) is its own cell
+    # a task variant (e.g. cubic y) is its own cell, and so is a level of another schedule (its truth)
+    keys = [*CELL_KEYS, "task_params", "level", "_truth"]
+    per_run = per_run.assign(_truth=per_run["mi_true"].round(6))
     out = []
     for values, cell in per_run.groupby(keys, dropna=False, sort=False):
         row = dict(zip(keys, values))
+        del row["_truth"]
         ok = cell[cell["status"] == "ok"]
         truth = float(cell["mi_true"].iloc[0])
         n_run_failed = int((cell["status"] != "ok").sum())

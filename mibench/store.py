@@ -5,9 +5,13 @@
 * ``merge()`` appends pending records to ``runs.jsonl`` / ``traces.jsonl`` (each trace before
   its row) and deletes them, under a lock file that one merger holds at a time. A record whose
   ``record_id`` is already in ``runs.jsonl`` (a merge killed before deleting it) is only deleted.
+  A file in ``pending/`` that is not a record (it does not parse, or holds no valid row) can
+  never become one, as records are written whole: readers warn once and skip it, and a merge
+  moves it to ``corrupt/``, kept for inspection. A record's trace that is not a trace is dropped.
 * ``claim(run_id)`` creates ``claims/RUN_ID`` with O_EXCL, naming the worker; the holder's
   heartbeat keeps its mtime fresh. A claim whose process is gone (same host) or whose heartbeat
-  is older than ``STALE_S`` is taken over (renamed away, then created anew). Live workers'
+  is older than ``STALE_S`` is taken over (renamed away, then created anew), as is one that
+  names no worker (empty, not JSON, wrong-typed) after ``WRITE_GRACE_S``. Live workers'
   claims are never taken, so concurrent drivers and workers do not train a run twice; the one
   window left is two processes taking over the same dead claim at the same instant, where the
   later rename can move the claim the earlier one has just created.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import socket
 import threading
@@ -29,14 +34,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .interface import ConfigError
-from .results import (FINISHED, PENDING_DIR, RUNS_FILE, TRACES_FILE, _clean, _problem, append_jsonl, pending_records,
-                      read_jsonl)
+from .results import (CORRUPT_DIR, FINISHED, PENDING_DIR, RUNS_FILE, TRACES_FILE, _clean, _problem, append_jsonl,
+                      read_jsonl, scan_pending, trace_problem)
 
 CLAIMS_DIR = "claims"
 LOCK_FILE = "merge.lock"
 HEARTBEAT_S = 30.0          # a claim holder touches its claim this often
 STALE_S = 300.0             # a claim (or merge lock) untouched this long is abandoned
+WRITE_GRACE_S = 10.0        # ... and one that names no worker this long (not a claim) too
 PROBE_BYTES = 256 * 1024    # written (and removed) in each subfolder before any training
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(ConfigError):
@@ -131,9 +139,17 @@ class Store:
     # ---------------------------------------------------------------- before any training
     def check_writable(self) -> None:
         """Create the folder and write, flush and delete a probe file in each subfolder the
-        store writes; a StoreError names the first that fails."""
+        store writes, and open the files it appends to (if they exist) for appending; a
+        StoreError names the first that fails (a folder where a file should be included)."""
         if self.dir.exists() and not self.dir.is_dir():
             raise StoreError(f"cannot write results to {self.dir}: it is a file, not a folder")
+        for name in (RUNS_FILE, TRACES_FILE, LOCK_FILE):
+            path = self.dir / name
+            if path.is_dir():
+                raise StoreError(f"cannot write {path}: it is a folder, not a file")
+            if name != LOCK_FILE and path.exists():
+                with _writing(path), open(path, "ab"):
+                    pass
         for folder in (self.dir, self.pending, self.claims):
             with _writing(folder):
                 folder.mkdir(parents=True, exist_ok=True)
@@ -174,14 +190,28 @@ class Store:
             return Claim(path)
         return None
 
-    def _stale(self, path: Path) -> bool:
+    @staticmethod
+    def _owner(path: Path) -> tuple[float, str | None]:
+        """The age (s) of a claim or lock file and the worker it names; None when the file holds
+        no claim (empty, not JSON, not {"worker": "host:pid", ...}). Raises OSError when gone."""
+        age = time.time() - path.stat().st_mtime
         try:
-            age = time.time() - path.stat().st_mtime
-            owner = json.loads(path.read_text() or "{}").get("worker", "")
-        except (OSError, ValueError):
-            return False                     # being written or released right now: look again later
-        if not owner:                        # created, not written yet; or its writer died at once
-            return age > 10.0
+            content = json.loads(path.read_bytes().decode("utf-8"))
+        except ValueError:
+            return age, None
+        owner = content.get("worker") if isinstance(content, dict) else None
+        return age, owner if isinstance(owner, str) and owner else None
+
+    def _stale(self, path: Path) -> bool:
+        """Whether a claim (or the merge lock) is abandoned: its worker is gone (same host), its
+        heartbeat is older than STALE_S, or it has held no claim for WRITE_GRACE_S (its writer
+        died before writing it, or something else wrote the file)."""
+        try:
+            age, owner = self._owner(path)
+        except OSError:
+            return False                     # released a moment ago, or not a file: look again later
+        if owner is None:                    # created, not written yet; or not a claim at all
+            return age > WRITE_GRACE_S
         return age > STALE_S or not _alive(owner)
 
     def running(self) -> dict[str, str]:
@@ -190,9 +220,10 @@ class Store:
         for path in self.claims.glob("*") if self.claims.is_dir() else []:
             if path.name.startswith("."):
                 continue
-            with contextlib.suppress(OSError, ValueError):
-                if not self._stale(path):
-                    out[path.name] = json.loads(path.read_text()).get("worker", "?")
+            with contextlib.suppress(OSError):
+                age, owner = self._owner(path)
+                if owner is not None and age <= STALE_S and _alive(owner):
+                    out[path.name] = owner
         return out
 
     # ---------------------------------------------------------------- records
@@ -206,16 +237,20 @@ class Store:
 
     @contextlib.contextmanager
     def _merge_lock(self) -> Iterator[bool]:
+        """Hold the merge lock, or yield False when a live merger holds it. An abandoned lock
+        (``_stale``) is taken away and the lock taken at once."""
         lock = self.dir / LOCK_FILE
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if self._stale(lock):
+        for attempt in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                break
+            except FileExistsError:
+                if attempt or not self._stale(lock):
+                    yield False
+                    return
                 _take_away(lock)
-            yield False
-            return
-        except OSError as exc:
-            raise StoreError(f"cannot write {lock}: {os.strerror(exc.errno or errno.EIO)}") from None
+            except OSError as exc:
+                raise StoreError(f"cannot write {lock}: {os.strerror(exc.errno or errno.EIO)}") from None
         try:
             with _writing(lock), os.fdopen(fd, "w") as f:
                 f.write(json.dumps({"worker": worker_name(), "since": time.time()}))
@@ -226,24 +261,39 @@ class Store:
 
     def merge(self) -> int:
         """Move the pending records into runs.jsonl and traces.jsonl; returns how many were
-        merged (0 when another process holds the merge, which will merge them instead)."""
-        records = pending_records(self.dir)
-        if not records:
+        merged (0 when another process holds the merge, which will merge them instead). Files
+        in pending/ that are not records are moved to ``corrupt/`` (kept, no longer read)."""
+        records, bad = scan_pending(self.dir)
+        if not records and not bad:
             return 0
         with self._merge_lock() as held:
             if not held:
                 return 0
-            records = pending_records(self.dir)            # what is there now that we hold it
+            records, bad = scan_pending(self.dir)          # what is there now that we hold it
             merged = {r.get("record_id") for r in read_jsonl(self.dir / RUNS_FILE)
-                      if isinstance(r, dict) and r.get("record_id")}
-            new = [rec for _, rec in records if rec.get("row", {}).get("record_id") not in merged]
+                      if isinstance(r, dict) and isinstance(r.get("record_id"), str)}
+            new = [rec for _, rec in records if rec["row"].get("record_id") not in merged]
             if new:                       # traces first: a row means "finished"
-                self._append(self.dir / TRACES_FILE, [rec["trace"] for rec in new if "trace" in rec])
+                self._append(self.dir / TRACES_FILE, [rec["trace"] for rec in new
+                                                       if trace_problem(rec.get("trace")) is None])
                 self._append(self.dir / RUNS_FILE, [rec["row"] for rec in new])
             for path, _ in records:
                 with contextlib.suppress(OSError):
                     path.unlink()
+            self._set_aside([path for path, _ in bad])
             return len(new)
+
+    def _set_aside(self, paths: list[Path]) -> None:
+        """Move files of pending/ that are not records to corrupt/, where no reader looks."""
+        if not paths:
+            return
+        folder = self.dir / CORRUPT_DIR
+        with _writing(folder):
+            folder.mkdir(exist_ok=True)
+        for path in paths:
+            with contextlib.suppress(OSError):
+                os.replace(path, folder / f"{path.name}.{uuid.uuid4().hex[:8]}")
+                log.warning("moved %s, which is not a run record, to %s", path, folder)
 
     def _append(self, path: Path, records: list[dict[str, Any]]) -> None:
         with _writing(path):
@@ -287,7 +337,8 @@ class FinishedIndex:
             return True
         for path in self.dir.joinpath(PENDING_DIR).glob(f"{run_id}-*.json"):
             with contextlib.suppress(OSError, ValueError):
-                if self._counts(json.loads(path.read_text()).get("row")):
+                record = json.loads(path.read_bytes().decode("utf-8"))
+                if isinstance(record, dict) and self._counts(record.get("row")):
                     self._ids.add(run_id)
                     return True
         self._read_runs()

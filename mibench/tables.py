@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from .atomic import make_folder, write_text, writing
 from .stats import CELL_KEYS, summarize
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 DISPLAY = {
     "task": "task", "grid": "grid", "library": "library", "bound": "estimator", "options": "options", "critic": "critic", "encoder": "encoder",
     "n_negatives": "K", "batch_size": "B", "device": "device", "steps": "steps", "precision": "precision",
-    "n_samples": "sample size",
+    "n_samples": "sample size", "protocol": "protocol",
     "level": "level",
     "n_runs": "runs", "n_failed": "failed", "seeds": "seeds",
     "mi_true": "true MI [nats]", "mean": "estimate [nats]", "mean_train": "on training data [nats]",
@@ -203,19 +204,25 @@ def _latex(view: pd.DataFrame, constant: dict[str, Any], caption: str = "") -> s
                            column_format=fmt, environment="table") + "\n"
 
 
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """``frame`` as the CSV file ``path`` (no index), whole or not at all (``atomic.writing``)."""
+    with writing(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return Path(path)
+
+
 def write_tables(summary: pd.DataFrame, out_dir: str | os.PathLike, stem: str = "summary",
                  caption: str = "") -> list[Path]:
     """Write ``summary`` as OUT/STEM.csv (every column, full precision, units in the names),
     OUT/STEM.md and OUT/STEM.tex (``display_table``: rounded, constant columns in a caption).
     Returns the three paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out_dir)
     units = summary.attrs.get("units", "nats")
     csv_view = summary.rename(columns={c: DISPLAY.get(c, c).replace("[nats", f"[{units}") for c in summary.columns})
     paths = [out / f"{stem}.csv", out / f"{stem}.md", out / f"{stem}.tex"]
-    csv_view.to_csv(paths[0], index=False)
-    paths[1].write_text(to_markdown(summary), encoding="utf-8")
-    paths[2].write_text(to_latex(summary, caption), encoding="utf-8")
+    write_csv(csv_view, paths[0])
+    write_text(paths[1], to_markdown(summary))
+    write_text(paths[2], to_latex(summary, caption))
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 
@@ -297,17 +304,16 @@ def write_level_table(cells: pd.DataFrame, out_dir: str | os.PathLike, stem: str
     """OUT/STEM.csv (``level_table``: every number, units in the level columns' names),
     OUT/STEM.md and OUT/STEM.tex (``level_display``, ``note`` after the caption's constant
     columns). Returns the three paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out_dir)
     wide = level_table(cells)
     units = wide.attrs["units"]
     view, constant = level_display(wide)
     note = f"estimates in {units}; {note}"
     paths = [out / f"{stem}.csv", out / f"{stem}.md", out / f"{stem}.tex"]
-    wide.rename(columns=lambda c: f"{c} [{units}]" if c.startswith("I = ") else
-                ("seeds" if c == "n_seeds" else DISPLAY.get(c, c))).to_csv(paths[0], index=False)
-    paths[1].write_text(_markdown(view, constant, note), encoding="utf-8")
-    paths[2].write_text(_latex(view, constant, _latex_escape(note)), encoding="utf-8")
+    write_csv(wide.rename(columns=lambda c: f"{c} [{units}]" if c.startswith("I = ") else
+                          ("seeds" if c == "n_seeds" else DISPLAY.get(c, c))), paths[0])
+    write_text(paths[1], _markdown(view, constant, note))
+    write_text(paths[2], _latex(view, constant, _latex_escape(note)))
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 
@@ -368,20 +374,18 @@ def write_task_table(cells: pd.DataFrame, labels: pd.Series, out_dir: str | os.P
     """OUT/STEM.csv (``task_table``: every number, units in the bias columns' names), OUT/STEM.md
     and OUT/STEM.tex (``task_display``; the caption names the units and ``note``). Returns the
     three paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out_dir)
     wide = task_table(cells, labels)
     units = wide.attrs["units"]
     estimators = set(_estimator_columns(wide))
     paths = [out / f"{stem}.csv", out / f"{stem}.md", out / f"{stem}.tex"]
-    wide.rename(columns=lambda c: (f"{c} bias [{units}]" if c in estimators else f"{c} [{units}]" if c.endswith(" sd")
-                                   else "task parameters" if c == "task_params"
-                                   else DISPLAY.get(c, c).replace("[nats", f"[{units}"))
-                ).to_csv(paths[0], index=False)
+    write_csv(wide.rename(columns=lambda c: (f"{c} bias [{units}]" if c in estimators else f"{c} [{units}]"
+                                             if c.endswith(" sd") else "task parameters" if c == "task_params"
+                                             else DISPLAY.get(c, c).replace("[nats", f"[{units}"))), paths[0])
     view = task_display(wide)
     note = f"bias in {units}; {note}"
-    paths[1].write_text(_markdown(view, {}, note), encoding="utf-8")
-    paths[2].write_text(_latex(view, {}, _latex_escape(note)), encoding="utf-8")
+    write_text(paths[1], _markdown(view, {}, note))
+    write_text(paths[2], _latex(view, {}, _latex_escape(note)))
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 

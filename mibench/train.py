@@ -1,5 +1,6 @@
-"""Training (``fit``, and ``fit_batched`` for several same-shaped models at once) and
-held-out evaluation (``evaluate``)."""
+"""Training (``fit``, and ``fit_batched`` for several same-shaped models at once) and held-out
+evaluation (``evaluate``). Fixed samples and their evaluation are in ``mibench.finite``, the
+training protocol's stopping rule in ``mibench.protocol``."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import torch
 
 from .cpu import keep_freed_buffers
 from .estimators import TransformedEstimator
+from .finite import FiniteSample, evaluate_sample  # noqa: F401  (re-exported: they were defined here)
 from .interface import PRECISIONS, ConfigError, Task
 from .nets import candidate_indices
+from .protocol import EarlyStopping
 
 log = logging.getLogger(__name__)
 # torch's private fused Adam kernel; FusedAdam falls back to torch.optim when it is missing or
@@ -30,14 +33,26 @@ class FitResult:
 
     trace: (step, training-batch estimate in nats, true MI at that step) every ``log_every``
         steps; the truth moves only in staircase schedules.
-    pairs_per_s, steps_per_s: after the warm-up steps, wall clock, device synchronised.
+    steps: the steps actually trained (fewer than asked when early stopping stopped it).
+    heldout: (steps trained, held-out estimate, its batch-to-batch sd) at each evaluation of
+        the training protocol (every ``eval_every`` steps; empty without one).
+    best_step: the evaluation with the highest held-out estimate by ``EarlyStopping``'s rule
+        (None without evaluations); ``best`` is the (step, estimate, sd) recorded there.
+    pairs_per_s, steps_per_s: after the warm-up steps, wall clock, device synchronised, the
+        held-out evaluations left out.
     """
 
     trace: list[tuple[int, float, float]] = field(default_factory=list)
     steps: int = 0
+    heldout: list[tuple[int, float, float]] = field(default_factory=list)
+    best_step: int | None = None
     pairs_per_s: float = math.nan
     steps_per_s: float = math.nan
     train_s: float = 0.0
+
+    @property
+    def best(self) -> tuple[int, float, float] | None:
+        return next((h for h in self.heldout if h[0] == self.best_step), None)
 
 
 def _sync(device: torch.device) -> None:
@@ -126,23 +141,37 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 StepFn = Callable[[Task, bool], "torch.Tensor | None"]
+# monitor(steps trained) -> a (held-out estimate, its sd) per model, in nats
+Monitor = Callable[[int], Sequence[tuple[float, float]]]
 
 
 def _train_loop(step_fn: StepFn, device: torch.device, n_models: int, task: Task, *, steps: int,
                 batch_size: int, task_at: Callable[[int], Task] | None, log_every: int, warmup: int,
-                progress: bool, desc: str) -> list[FitResult]:
-    """Calls ``step_fn(task, want_value)`` ``steps`` times and does the bookkeeping: the trace
-    (one host sync every ``log_every`` steps, when step_fn returns the (n_models,) estimates),
-    the progress bar and the timing after ``warmup`` steps."""
+                progress: bool, desc: str, monitor: Monitor | None = None, eval_every: int | None = None,
+                patience: int | None = None, on_stop: Callable[[int], None] | None = None) -> list[FitResult]:
+    """Calls ``step_fn(task, want_value)`` up to ``steps`` times and does the bookkeeping: the
+    trace (one host sync every ``log_every`` steps, when step_fn returns the (n_models,)
+    estimates), the progress bar and the timing after ``warmup`` steps.
+
+    The training protocol: with ``monitor`` and ``eval_every``, after every ``eval_every``-th
+    step (counted from 1) ``monitor(steps trained)`` gives each model's held-out estimate, which
+    goes into its ``heldout`` record and its ``EarlyStopping(patience)``. A model that stops is
+    done: ``on_stop(i)`` is called (batched models keep its weights of that step), it records
+    nothing more, and the loop ends when every model has stopped.
+    """
     if device.type == "cpu":
         keep_freed_buffers()        # large activations reused between steps, not remapped
     results = [FitResult() for _ in range(n_models)]
+    stoppers = [EarlyStopping(patience) for _ in range(n_models)]
+    live = list(range(n_models))
+    monitor_s = 0.0
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, desc=desc, leave=False, dynamic_ncols=True, disable=None)
     t_start = None
+    done = 0
     for step in range(steps):
         if step == min(warmup, steps - 1):
             _sync(device)
@@ -150,20 +179,39 @@ def _train_loop(step_fn: StepFn, device: torch.device, n_models: int, task: Task
         current = task_at(step) if task_at else task
         log_now = step % log_every == 0 or step == steps - 1
         values = step_fn(current, log_now)
+        done = step + 1
         if log_now:
             truth = current.ground_truth().mi
-            for result, v in zip(results, values.tolist()):      # the only host sync
-                result.trace.append((step, v, truth))
+            values = values.tolist()                              # the only host sync
+            for i in live:
+                results[i].trace.append((step, values[i], truth))
             if bar is not None:
-                bar.set_postfix(mi=f"{results[0].trace[-1][1]:.3f}", true=f"{truth:.3f}")
+                bar.set_postfix(mi=f"{values[0]:.3f}", true=f"{truth:.3f}")
         if bar is not None:
             bar.update(1)
+        if monitor is not None and eval_every and done % eval_every == 0:
+            t_eval = time.perf_counter()
+            heldout = monitor(done)
+            for i in list(live):
+                mean, sd = heldout[i]
+                results[i].heldout.append((done, mean, sd))
+                if stoppers[i].update(done, mean):
+                    results[i].steps = done
+                    live.remove(i)
+                    if on_stop is not None:
+                        on_stop(i)
+            if t_start is not None:
+                monitor_s += time.perf_counter() - t_eval
+            if not live:
+                break
     _sync(device)
-    for result in results:
-        result.steps = steps
+    for i, result in enumerate(results):
+        result.best_step = stoppers[i].best_step
+        if i in live:
+            result.steps = done
         if t_start is not None:
-            result.train_s = time.perf_counter() - t_start
-            result.steps_per_s = (steps - step_start) / result.train_s if result.train_s > 0 else math.nan
+            result.train_s = time.perf_counter() - t_start - monitor_s
+            result.steps_per_s = (done - step_start) / result.train_s if result.train_s > 0 else math.nan
             result.pairs_per_s = result.steps_per_s * batch_size * n_models
     if bar is not None:
         bar.close()
@@ -173,13 +221,16 @@ def _train_loop(step_fn: StepFn, device: torch.device, n_models: int, task: Task
 def fit(estimator: TransformedEstimator, task: Task, *, steps: int, batch_size: int, lr: float,
         n_negatives: int, generator: torch.Generator, task_at: Callable[[int], Task] | None = None,
         log_every: int = 20, warmup: int = 10, progress: bool = False, desc: str = "",
-        precision: str = "fp32") -> FitResult:
+        precision: str = "fp32", monitor: Monitor | None = None, eval_every: int | None = None,
+        patience: int | None = None) -> FitResult:
     """Train ``estimator`` with Adam on fresh batches of ``task`` for ``steps`` steps.
 
     ``task_at(step)``, when given, replaces ``task`` step by step (the staircase protocol).
     ``precision``: "fp32", or "bf16" for a bfloat16 forward pass (see ``autocast``).
     Nothing leaves the device on a step except every ``log_every`` steps, when the batch's
-    estimate is read back for the trace and the progress bar.
+    estimate is read back for the trace and the progress bar. ``monitor``, ``eval_every`` and
+    ``patience``: held-out evaluations and early stopping (see ``_train_loop``); ``monitor``
+    draws nothing from ``generator``, so evaluating changes no training step.
     """
     device = next(estimator.parameters()).device
     opt = make_optimizer(estimator.parameters(), lr, device)
@@ -197,13 +248,15 @@ def fit(estimator: TransformedEstimator, task: Task, *, steps: int, batch_size: 
         return None if value is None else value[None]
 
     return _train_loop(step_fn, device, 1, task, steps=steps, batch_size=batch_size, task_at=task_at,
-                       log_every=log_every, warmup=warmup, progress=progress, desc=desc)[0]
+                       log_every=log_every, warmup=warmup, progress=progress, desc=desc, monitor=monitor,
+                       eval_every=eval_every, patience=patience)[0]
 
 
 def fit_batched(estimators: list[TransformedEstimator], task: Task, *, steps: int, batch_size: int,
                 lr: float, n_negatives: int, generators: list[torch.Generator],
                 task_at: Callable[[int], Task] | None = None, log_every: int = 20, warmup: int = 10,
-                progress: bool = False, desc: str = "", precision: str = "fp32") -> list[FitResult]:
+                progress: bool = False, desc: str = "", precision: str = "fp32", monitor: Monitor | None = None,
+                eval_every: int | None = None, patience: int | None = None) -> list[FitResult]:
     """Train several estimators of one architecture (typically one per seed) as one batched
     model: parameters stacked with ``torch.func.stack_module_state`` and the training step
     mapped over them with ``vmap``, so each step is one set of larger kernels instead of S
@@ -213,6 +266,11 @@ def fit_batched(estimators: list[TransformedEstimator], task: Task, *, steps: in
     and Adam is elementwise, so each model trains as it would alone, up to floating-point
     rounding. The trained weights are written back into ``estimators``. Each result's
     ``pairs_per_s`` is the throughput summed over the S models.
+
+    With early stopping, a model that stops keeps the weights of its stopping step: the batched
+    step goes on updating its slice while others train, and what is written back into its
+    estimator is the copy taken when it stopped. ``monitor`` sees the current weights in
+    ``estimators`` (written back before each evaluation).
     """
     from torch.func import functional_call, stack_module_state
 
@@ -248,12 +306,26 @@ def fit_batched(estimators: list[TransformedEstimator], task: Task, *, steps: in
         opt.step()
         return values
 
-    results = _train_loop(step_fn, device, len(estimators), task, steps=steps, batch_size=batch_size,
-                          task_at=task_at, log_every=log_every, warmup=warmup, progress=progress, desc=desc)
-    with torch.no_grad():
+    stopped_at: dict[int, dict[str, torch.Tensor]] = {}      # model -> its weights when it stopped
+
+    @torch.no_grad()
+    def write_back() -> None:
         for name, stacked in params.items():
             for i, est in enumerate(estimators):
-                est.get_parameter(name).copy_(stacked[i])
+                est.get_parameter(name).copy_(stopped_at[i][name] if i in stopped_at else stacked[i])
+
+    def current_monitor(step: int) -> Sequence[tuple[float, float]]:
+        write_back()
+        return monitor(step)
+
+    def on_stop(i: int) -> None:
+        stopped_at[i] = {name: stacked[i].detach().clone() for name, stacked in params.items()}
+
+    results = _train_loop(step_fn, device, len(estimators), task, steps=steps, batch_size=batch_size,
+                          task_at=task_at, log_every=log_every, warmup=warmup, progress=progress, desc=desc,
+                          monitor=current_monitor if monitor is not None else None, eval_every=eval_every,
+                          patience=patience, on_stop=on_stop)
+    write_back()
     return results
 
 
@@ -271,50 +343,4 @@ def evaluate(estimator: TransformedEstimator, task: Task, *, batches: int, batch
     ]).double()
     estimator.train()
     std = values.std().item() if batches > 1 else 0.0
-    return values.mean().item(), std
-
-
-class FiniteSample:
-    """A fixed sample of ``n`` pairs drawn once from ``task`` (BMI's protocol: an estimator sees
-    a data set, not a stream). ``sample`` goes through it epoch by epoch, each epoch in a fresh
-    order drawn from the caller's generator, dropping the last partial batch; ``batches``
-    covers it once in order, for evaluation. The truth is the task's."""
-
-    def __init__(self, task: Task, n: int, generator: torch.Generator):
-        self.task, self.n = task, n
-        self.x, self.y = task.sample(n, generator=generator)
-        self.name, self.device = f"{task.name}-n{n}", task.device
-        self.x_shape, self.y_shape = task.x_shape, task.y_shape
-        self._order: torch.Tensor | None = None
-        self._at = 0
-
-    def ground_truth(self):
-        return self.task.ground_truth()
-
-    def heldout(self) -> Task:
-        return self.task.heldout()
-
-    def sample(self, n: int, *, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._order is None or self._at + n > self.n:          # a new epoch
-            self._order = torch.randperm(self.n, generator=generator, device=self.device)
-            self._at = 0
-        pick = self._order[self._at:self._at + n]
-        self._at += n
-        return self.x[pick], self.y[pick]
-
-    def batches(self, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, self.n - batch_size + 1, batch_size):
-            yield self.x[start:start + batch_size], self.y[start:start + batch_size]
-
-
-@torch.no_grad()
-def evaluate_sample(estimator: TransformedEstimator, sample: FiniteSample, *, batch_size: int,
-                    n_negatives: int, generator: torch.Generator) -> tuple[float, float]:
-    """The bound over a fixed sample, in consecutive batches (the last partial one dropped):
-    (mean, standard deviation over the batches) in nats."""
-    estimator.eval()
-    values = torch.stack([estimator.estimate(x, y, n_negatives, generator)
-                          for x, y in sample.batches(batch_size)]).double()
-    estimator.train()
-    std = values.std().item() if len(values) > 1 else 0.0
     return values.mean().item(), std

@@ -521,7 +521,7 @@ def test_sweep_then_report_writes_tables_and_figures(tmp_path, capsys, monkeypat
     assert (out / "summary.md").read_text() == to_markdown(summarize(df))
     made = {p.name for p in (out / "figures").iterdir()}
     assert made == {f"{name}.png" for name in ("training_mi", "staircase", "bias_sd", "bias_sd_staircase",
-                                               "negatives", "throughput", "cd_diagram")}
+                                               "negatives", "throughput", "cd_diagram", "estimate_vs_truth")}
     assert "Friedman" in (out / "ranking.md").read_text()           # two K values over two MI levels
 
 

@@ -16,7 +16,7 @@ from torch import Tensor
 from ..interface import ConfigError, GroundTruth, Task, number
 from ..registry import unknown_name
 from .family import TaskFamily
-from .gaussian import JointGaussian
+from .gaussian import JointGaussian, chosen_mi
 from .transforms import TransformedTask, _bisect, transformed
 
 
@@ -75,6 +75,7 @@ class BivariateNormal(SplitNormal):
 
     @classmethod
     def params_with_mi(cls, params: dict, mi: float) -> dict:
+        mi = chosen_mi(mi, 1, "bivariate_normal")
         return {**params, "correlation": math.sqrt(-math.expm1(-2.0 * mi))}
 
     def ground_truth(self) -> GroundTruth:
@@ -134,6 +135,7 @@ class MultinormalSparse(SplitNormal):
         k = params.get("n_interacting", 2)
         if not isinstance(k, int) or k < 1:
             raise ConfigError(f"bmi_multinormal_sparse: a chosen MI needs n_interacting >= 1, got {k!r}")
+        mi = chosen_mi(mi, k, "bmi_multinormal_sparse")
         c = math.sqrt(-math.expm1(-2.0 * mi / k))          # the pair correlation s^2 / (1 + s^2)
         return {**params, "strength": math.sqrt(c / (1.0 - c))}
 
@@ -354,12 +356,19 @@ class BMISuite:
 
 
 def bmi_task(name: str | None = None, rescale: bool = False, device: str | torch.device = "cpu") -> Task:
-    """The BMI task with id ``name``; with ``rescale``, standardised (see ``transforms.Rescale``)."""
+    """The BMI task with id ``name``; with ``rescale``, standardised by one fixed affine map per
+    task (see ``transforms.Rescale``). BMI's own rescaling standardises each drawn sample by its
+    own mean and sd: that is a property of a run's sample, not of the task, and is the [train]
+    option ``standardize = true`` (with ``n_samples``), which works for every task family;
+    ``rescale = "sample"`` says so."""
     tasks = suite_tasks()
     if not isinstance(name, str):
         raise ConfigError(f"bmi: name must be a BMI task id such as {V1_NAMES[0]!r}, got {name!r}")
     if name not in tasks:
         raise ConfigError("bmi: " + unknown_name("BMI task", name, tasks, "Known ids"))
+    if rescale == "sample":
+        raise ConfigError('bmi: rescale = "sample" (each sample standardised by its own mean and sd, BMI\'s) is '
+                          "the [train] option standardize = true (with n_samples); here rescale is true or false")
     if not isinstance(rescale, bool):
         raise ConfigError(f"bmi: rescale must be true or false, got {rescale!r}")
     task = tasks[name](device=device)

@@ -18,6 +18,24 @@ TRANSFORMS = {
 }
 
 
+# The most MI per coordinate a float32 sample can carry: y = rho x + sqrt(1 - rho^2) eps, and the
+# noise's scale sqrt(1 - rho^2) = exp(-mi / dim) reaches float32's relative precision 2^-23 at
+# 23 ln 2 nats; beyond it y is x rounded, whatever rho says. (rho itself rounds to 1 in float64
+# a little further on, at about 18.4 nats per coordinate.)
+MAX_MI_PER_DIM = 23 * math.log(2)
+
+
+def chosen_mi(mi: object, pairs: int, where: str) -> float:
+    """A chosen MI (nats, spread over ``pairs`` correlated coordinate pairs) checked: a finite
+    number >= 0 and at most MAX_MI_PER_DIM per pair, else a ConfigError saying so."""
+    v = number(mi, f"{where}: mi")
+    if not 0.0 <= v <= MAX_MI_PER_DIM * pairs:
+        raise ConfigError(f"{where}: mi must be a number of nats from 0 to {MAX_MI_PER_DIM * pairs:.4g} (23 ln 2 = "
+                          f"{MAX_MI_PER_DIM:.2f} per correlated pair, where the noise sqrt(1 - rho^2) = exp(-mi / "
+                          f"pairs) falls to float32's precision 2^-23), got {mi!r}")
+    return v
+
+
 def rho_for_mi(mi: float, dim: int) -> float:
     """The per-coordinate correlation that gives ``dim`` independent pairs a total MI of ``mi`` nats."""
     return math.sqrt(1.0 - math.exp(-2.0 * mi / dim))
@@ -51,6 +69,12 @@ class CorrelatedGaussian:
             raise ConfigError(f"gaussian: unknown transform {transform!r}; allowed: {', '.join(TRANSFORMS)}")
         self.dim = dim
         self.rho = float(rho) if rho is not None else rho_for_mi(float(mi), dim)
+        if self.rho ** 2 >= 1.0 or self.mi > MAX_MI_PER_DIM * dim:
+            given = f"mi = {mi!r} nats" if mi is not None else f"rho = {rho!r} (I = {self.mi:.4g} nats)"
+            raise ConfigError(f"gaussian: {given} is more than float32 samples of dim = {dim} can carry: at most "
+                              f"23 ln 2 = {MAX_MI_PER_DIM:.2f} nats per coordinate ({MAX_MI_PER_DIM * dim:.4g} "
+                              "nats here), where the noise sqrt(1 - rho^2) = exp(-mi / dim) falls to float32's "
+                              "precision 2^-23")
         self.transform = transform
         self.device = torch.device(device)
         self.x_shape = self.y_shape = (dim,)

@@ -15,6 +15,9 @@ dashed), MI axes are in nats, and the legend names the bounds and critics.
   against the truth, one row per task: BMI's suites) and ``fig_estimate_vs_truth`` (every
   estimator, of every library and kind, against the truth, a panel per task family).
 - ``style``: the rc style, a colour per bound, a line style per critic, legends, ``save_figure``.
+- ``lines``: which line each row is on (``line_labels``): a figure draws exactly the cells of the
+  tables, one point per cell, and cells that its colours, styles, panels and axes would merge
+  are lines of their own, named in the legend by what differs ("InfoNCE, steps=20").
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ from ..stats import cells_of, staircase_runs, with_library
 from . import style
 from .cells import fig_bias_sd, fig_embedding, fig_estimate_vs_truth, fig_negatives, fig_throughput, fig_truth
 from .curves import fig_staircase, fig_training
+from .lines import line_labels, params_of
 from .style import (CRITIC_STYLES, DPI, LOG_K, STYLE, TRUTH, WIDTH, _slug, bound_colors, bound_label,
                     critic_style, save_figure)
 
 __all__ = ["fig_training", "fig_staircase", "fig_bias_sd", "fig_negatives", "fig_throughput", "fig_embedding",
-           "fig_truth", "fig_estimate_vs_truth",
+           "fig_truth", "fig_estimate_vs_truth", "line_labels",
            "make_figures", "save_figure", "bound_label", "bound_colors", "critic_style", "style", "WIDTH",
            "DPI", "STYLE", "CRITIC_STYLES", "TRUTH", "LOG_K"]
 
@@ -65,13 +69,6 @@ def _estimator_lines(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _params_of(value: Any) -> dict:
-    """A row's task parameters as a dict: rows hold a dict, summaries a JSON string."""
-    if isinstance(value, dict):
-        return value
-    return json.loads(value) if isinstance(value, str) and value.startswith("{") else {}
-
-
 def _by_task_variant(frame: pd.DataFrame, stem: str, order: pd.DataFrame | None = None
                      ) -> list[tuple[str, pd.DataFrame]]:
     """The rows split by their task parameters (the staircase's variants, e.g. a cubic y): the
@@ -81,7 +78,7 @@ def _by_task_variant(frame: pd.DataFrame, stem: str, order: pd.DataFrame | None 
     if frame.empty or "task_params" not in frame:
         return [(stem, frame)]
     def variant(rows: pd.DataFrame) -> pd.Series:
-        return rows["task_params"].map(lambda p: json.dumps(_params_of(p), sort_keys=True, default=str))
+        return rows["task_params"].map(lambda p: json.dumps(params_of(p), sort_keys=True, default=str))
 
     keys = variant(frame)
     seen = variant(order) if order is not None and "task_params" in order else keys

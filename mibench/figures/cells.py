@@ -20,6 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..stats import staircase_runs
+from .lines import LINE, keep_lines, natural, per_cell, pooled_note, with_lines
 from .style import (LOG_K, TRUTH, _compact, _encodings, _legend, _logk_handle, _new_figure, _ok, _ordered,
                     _styled, _truth_handle, bound_colors, bound_label)
 
@@ -31,35 +32,31 @@ log = logging.getLogger(__name__)
 
 @_styled
 def fig_bias_sd(summary: pd.DataFrame, *, sd: str = "within_sd", height: float = 3.3):
-    """Bias and spread [nats] vs true MI [nats], one line per bound, line style per critic.
+    """Bias and spread [nats] vs true MI [nats], one line per bound, line style per critic;
+    every point a cell of the summary (never a mean of cells).
 
     summary: ``stats.summarize`` (or ``stats.staircase_summary``) rows: bound, critic,
         mi_true, bias, optional bias_ci_low / bias_ci_high (drawn as error bars) and the sd
         column ``sd``: "within_sd" (batch-to-batch sd of the held-out estimate, Song & Ermon
         2020; the default) or "sd" (across seeds).
+    Cells of one bound and critic that differ in another key (steps, K, the preset, ...) are
+    lines of their own, named in the legend by what differs ("InfoNCE, steps=20":
+    ``lines.line_labels``); tasks along the truth axis (BMI's) are points of one line. A line
+    needs cells at two or more true MIs.
     Top: bias, with zero bias (the truth) dashed and, when every row has one K, the InfoNCE
     limit ln(K + 1) − I dotted. Bottom: the sd. An axis whose values pass ten times the
     largest truth is drawn symmetric-log.
     """
     rows = summary[np.isfinite(pd.to_numeric(summary["bias"], errors="coerce"))]
-    if "n_negatives" in rows and rows["n_negatives"].nunique() > 1:     # one K: the most common one
-        rows = rows[rows["n_negatives"] == rows["n_negatives"].mode().max()]
-    per_line = rows.groupby(["bound", "critic"])["mi_true"].nunique()
-    keep = per_line[per_line >= 2].index
-    rows = rows.set_index(["bound", "critic"]).loc[lambda d: d.index.isin(keep)].reset_index()
+    rows = keep_lines(rows, along="mi_true")
     if rows.empty:
         raise ValueError("fig_bias_sd: no bound/critic with estimates at two or more true MI values")
-    bounds, critics, colors, styles = _encodings(rows)
+    lines, critics, colors, styles = _encodings(rows)
     fig, (ax_b, ax_s) = _new_figure(height, nrows=2)
-    for (bound, critic), d in rows.groupby(["bound", "critic"]):
-        by_mi = d.groupby("mi_true")
-        d = by_mi.mean(numeric_only=True)
-        for ci in ("bias_ci_low", "bias_ci_high"):      # no bar where a merged cell has no interval
-            if ci in d:
-                d[ci] = by_mi[ci].agg(lambda v: v.mean(skipna=False))
-        d = d.reset_index().sort_values("mi_true")
+    for (bound, critic, label), d in rows.groupby(["bound", "critic", LINE]):
+        d = d.sort_values(["mi_true", "task_params"] if "task_params" in d else "mi_true", kind="stable")
         ls, marker = styles[critic]
-        kw = dict(color=colors[bound], ls=ls, marker=marker, markersize=3)
+        kw = dict(color=colors[(bound, label)], ls=ls, marker=marker, markersize=3)
         yerr = None
         if {"bias_ci_low", "bias_ci_high"} <= set(d) and d["bias_ci_low"].notna().any():
             yerr = np.vstack([d["bias"] - d["bias_ci_low"], d["bias_ci_high"] - d["bias"]])
@@ -86,7 +83,7 @@ def fig_bias_sd(summary: pd.DataFrame, *, sd: str = "within_sd", height: float =
             ax.set_yscale("symlog", linthresh=1.0)
     if len(critics) == 1:
         ax_b.set_title(f"{critics[0]} critic", loc="left", pad=2)
-    _legend(fig, bounds, critics, extra=extra, ncol=3)
+    _legend(fig, lines, critics, extra=extra, ncol=3)
     return fig
 
 
@@ -96,28 +93,27 @@ def fig_bias_sd(summary: pd.DataFrame, *, sd: str = "within_sd", height: float =
 
 @_styled
 def fig_negatives(runs: pd.DataFrame, *, height: float = 2.6):
-    """Held-out estimate [nats] vs K negatives per positive (log axis), one line per
-    (bound, critic, budget), mean ± sd over runs (seeds and devices), with ln(K + 1) dotted
-    and the truth dashed.
+    """Held-out estimate [nats] vs K negatives per positive (log axis), one line per bound and
+    critic, each point a cell: mean ± sd over its runs (seeds), with ln(K + 1) dotted and the
+    truth dashed.
 
-    runs: run rows; a line needs ok runs at two or more K with the same bound, critic, steps,
-    batch size and truth.
+    runs: run rows; a line needs ok runs at two or more K. Cells of one bound and critic that
+    differ in another key (steps, batch size, the truth, the device, ...) are lines of their own,
+    named in the legend by what differs (``lines.line_labels``).
     """
     ok = _ok(runs)
     ok = ok[~ok.index.isin(staircase_runs(ok).index) & np.isfinite(ok["mi_estimate"])]
-    ok = ok.assign(_mi=ok["mi_true"].round(6))
-    line_keys = ["bound", "critic", "steps", "batch_size", "_mi"]
-    agg = ok.groupby([*line_keys, "n_negatives"], as_index=False)["mi_estimate"].agg(["mean", "std"])
-    n_k = agg.groupby(line_keys)["n_negatives"].transform("nunique")
-    agg = agg[n_k >= 2]
+    agg = per_cell(ok.assign(_mi=ok["mi_true"].round(6)), "mi_estimate")
+    agg = keep_lines(agg, along="n_negatives")
     if agg.empty:
         raise ValueError("fig_negatives: no bound with estimates at two or more K")
-    bounds, critics, colors, styles = _encodings(agg)
-    many_budgets = agg["steps"].nunique() > 1
+    lines, critics, colors, styles = _encodings(agg)
+    steps = sorted(set(agg["steps"]))
     fig, (ax,) = _new_figure(height)
-    for (bound, critic, steps, _, _), d in agg.groupby(line_keys, sort=False):
+    for (bound, critic, label), d in agg.groupby(["bound", "critic", LINE], sort=True):
+        d = d.sort_values("n_negatives", kind="stable")
         ls, marker = styles[critic]
-        ax.errorbar(d["n_negatives"], d["mean"], yerr=d["std"].fillna(0), color=colors[bound], ls=ls,
+        ax.errorbar(d["n_negatives"], d["mean"], yerr=d["std"].fillna(0), color=colors[(bound, label)], ls=ls,
                     marker=marker, elinewidth=0.7, capsize=1.5)
     ks = np.array(sorted(set(agg["n_negatives"])))
     grid = np.geomspace(ks.min(), ks.max(), 200)
@@ -130,13 +126,11 @@ def fig_negatives(runs: pd.DataFrame, *, height: float = 2.6):
     ax.minorticks_off()
     ax.set_xlabel("negatives per positive K (log scale)")
     ax.set_ylabel("held-out estimate [nats]")
-    if many_budgets:
-        log.info("fig_negatives: lines at different training budgets (%s steps)", sorted(set(agg["steps"])))
     title = [f"{critics[0]} critic"] if len(critics) == 1 else []
-    if not many_budgets:
-        title.append(f"{int(agg['steps'].iloc[0]):,} training steps")
+    if len(steps) == 1:                  # else the legend names each line's steps
+        title.append(f"{int(steps[0]):,} training steps")
     ax.set_title(", ".join(title), loc="left", pad=2)
-    _legend(fig, bounds, critics, extra=[_truth_handle(), _logk_handle()])
+    _legend(fig, lines, critics, extra=[_truth_handle(), _logk_handle()])
     return fig
 
 
@@ -148,7 +142,12 @@ def fig_negatives(runs: pd.DataFrame, *, height: float = 2.6):
 def fig_throughput(runs: pd.DataFrame, *, bar_height: float = 0.2):
     """Training throughput [pairs/s], median over runs, one bar per device for each bound (and
     critic / K when those vary); a log axis when the fastest is over 20x the slowest.
-    runs: run rows with pairs_per_s."""
+    runs: run rows with pairs_per_s.
+
+    A bar pools the seeds of a cell and, on purpose, the tasks it was measured on (the true MIs
+    of a sweep, BMI's tasks, and the grids that name them): the title says so when it does.
+    Cells that differ in another key (steps, batch size, ...) are bars of their own, named by
+    what differs (``lines.line_labels``)."""
     ok = _ok(runs)
     ok = ok[np.isfinite(pd.to_numeric(ok.get("pairs_per_s"), errors="coerce"))]
     if ok.empty:
@@ -156,6 +155,8 @@ def fig_throughput(runs: pd.DataFrame, *, bar_height: float = 0.2):
     multi_c = ok["critic"].nunique() > 1
     multi_k = ok["n_negatives"].nunique() > 1
     order_b = _ordered(ok["bound"])
+    pooled = ("grid", "task_params")          # the tasks (and the sweeps that name them) a bar pools
+    ok = with_lines(ok, encoded=("bound", "critic", "n_negatives", "device"), pooled=pooled)
 
     def label(r) -> str:
         parts = [bound_label(r["bound"])]
@@ -163,15 +164,19 @@ def fig_throughput(runs: pd.DataFrame, *, bar_height: float = 0.2):
             parts.append(str(r["critic"]))
         if multi_k:
             parts.append(f"K={r['n_negatives']}")
+        if r[LINE]:
+            parts.append(r[LINE])
         return ", ".join(parts)
 
     ok = ok.assign(_label=ok.apply(label, axis=1),
                    _order=ok["bound"].map(order_b.index))
+    note = pooled_note(ok, ["_label", "device"], pooled)
     agg = ok.groupby(["_label", "device"], as_index=False).agg(pairs_per_s=("pairs_per_s", "median"),
                                                               _order=("_order", "first"),
                                                               critic=("critic", "first"),
                                                               k=("n_negatives", "first"))
-    labels = agg.sort_values(["_order", "critic", "k"])["_label"].drop_duplicates().tolist()
+    agg["_natural"] = agg["_label"].map(sorted(set(agg["_label"]), key=natural).index)
+    labels = agg.sort_values(["_order", "critic", "k", "_natural"], kind="stable")["_label"].drop_duplicates().tolist()
     devices = sorted(set(agg["device"]), key=lambda d: (d != "cpu", d))
     n_bars = len(labels)
     fig, (ax,) = _new_figure(0.9 + n_bars * bar_height * max(1, len(devices)) * 0.75)
@@ -200,6 +205,8 @@ def fig_throughput(runs: pd.DataFrame, *, bar_height: float = 0.2):
         match = [b for b in order_b if bound_label(b) == name]
         if match:
             tick.set_color(colors[match[0]])
+    if note:                              # what a bar pools besides a cell's seeds, under the axis
+        fig.supxlabel(f"bars: median over seeds, {note}", x=0.02, ha="left", fontsize=6.5)
     if len(devices) > 1:
         handles, texts = ax.get_legend_handles_labels()
         ax.get_legend().remove()
@@ -267,18 +274,20 @@ def fig_truth(summary: pd.DataFrame, *, row_height: float = 0.28):
     if labels is None or labels.nunique() < 3:
         raise ValueError("fig_truth: fewer than three tasks with estimates")
     rows["_task"] = labels
+    rows = with_lines(rows, encoded=("bound", "critic", "task_params"))
     order = rows.groupby("_task")["mi_true"].first().sort_values().index.tolist()
-    bounds, critics, colors, styles = _encodings(rows)
+    lines, critics, colors, styles = _encodings(rows)
     fig, (ax,) = _new_figure(0.9 + row_height * len(order))
     pos = {t: i for i, t in enumerate(order)}
-    lines = sorted(rows.groupby(["bound", "critic"]).groups, key=lambda bc: (bounds.index(bc[0]), bc[1]))
-    for j, (bound, critic) in enumerate(lines):
-        d = rows[(rows["bound"] == bound) & (rows["critic"] == critic)]
-        y = d["_task"].map(pos) + 0.12 * (j - (len(lines) - 1) / 2)        # dodge the markers
+    markers = sorted(rows.groupby(["bound", "critic", LINE]).groups,
+                     key=lambda bcl: (lines.index((bcl[0], bcl[2])), bcl[1]))
+    for j, (bound, critic, label) in enumerate(markers):
+        d = rows[(rows["bound"] == bound) & (rows["critic"] == critic) & (rows[LINE] == label)]
+        y = d["_task"].map(pos) + 0.12 * (j - (len(markers) - 1) / 2)        # dodge the markers
         xerr = None
         if d["bias_ci_low"].notna().any():
             xerr = np.vstack([d["bias"] - d["bias_ci_low"], d["bias_ci_high"] - d["bias"]])
-        ax.errorbar(d["mean"], y, xerr=xerr, ls="none", marker=styles[critic][1], color=colors[bound],
+        ax.errorbar(d["mean"], y, xerr=xerr, ls="none", marker=styles[critic][1], color=colors[(bound, label)],
                     markersize=3.5, elinewidth=0.7, capsize=1.5)
     truth = rows.groupby("_task")["mi_true"].first()
     ax.scatter(truth[order], range(len(order)), marker="|", s=90, color=TRUTH["color"], zorder=4, linewidths=1.4)
@@ -288,7 +297,7 @@ def fig_truth(summary: pd.DataFrame, *, row_height: float = 0.28):
     ax.set_xlabel("mutual information [nats]")
     ax.grid(axis="y", visible=False)
     truth_handle = Line2D([], [], ls="none", marker="|", markersize=9, color=TRUTH["color"], markeredgewidth=1.4)
-    _legend(fig, bounds, critics, extra=[(truth_handle, "true MI")])
+    _legend(fig, lines, critics, extra=[(truth_handle, "true MI")])
     return fig
 
 
@@ -296,48 +305,106 @@ def fig_truth(summary: pd.DataFrame, *, row_height: float = 0.28):
 # 7. Every estimator against the truth, a panel per task family
 
 
+#: At most this many distinct true MIs in a panel are drawn as groups, estimators side by side
+#: (``_truth_groups``); more, and every marker sits at its exact truth on a continuous axis.
+TRUTH_GROUPS = 8
+#: The width of a group's band: its markers and its truth segment (groups are one apart).
+BAND = 0.8
+
+
+def _truth_labels(truths: list[float]) -> list[str]:
+    """Tick labels of the truths: two decimals ("1.00"), more where two would read the same."""
+    for digits in range(2, 7):
+        labels = [f"{t:.{digits}f}" for t in truths]
+        if len(set(labels)) == len(labels):
+            return labels
+    return labels
+
+
+def _truth_groups(rows: pd.DataFrame, markers: list) -> tuple[list[float], dict]:
+    """The distinct truths of a panel's rows (rounded to 1e-6, ascending) and the x of every
+    (truth, estimator) present: group i spans i ± BAND / 2, the estimators at that truth side
+    by side within it, in ``markers`` (legend) order."""
+    truths = sorted(rows["_truth"].unique())
+    present = rows.groupby("_truth")["_marker"].agg(set)
+    x = {}
+    for i, t in enumerate(truths):
+        here = [m for m in markers if m in present[t]]
+        for k, m in enumerate(here):
+            x[(t, m)] = i + BAND * ((k + 0.5) / len(here) - 0.5)
+    return truths, x
+
+
 @_styled
 def fig_estimate_vs_truth(summary: pd.DataFrame, *, panel_height: float = 2.3):
     """Held-out estimate against the true MI [nats], one panel per task family, every
     estimator (bounds of each library, sample estimators) a colour and marker, with its 95 %
-    bootstrap interval over seeds. The markers of one task are spread sideways around its true
-    MI, and a black segment across them marks the truth (the grey diagonal is y = x).
+    bootstrap interval over seeds.
+
+    The x axis is categorical in a panel of at most ``TRUTH_GROUPS`` distinct truths: a group
+    per true MI, its tick labelled with that truth, the estimators with a cell at it side by
+    side within the group, and the truth a dashed segment across the group. Positions inside a
+    group say nothing about the truth, and no tick lies between groups. A panel with more
+    truths draws each (hollow) marker at its exact truth on a continuous axis, a short dashed
+    segment at each truth and the diagonal y = x in grey.
 
     summary: ``stats.summarize`` rows with a ``family`` column; needs estimates of two or more
-    estimators.
+    estimators. Cells of one estimator that differ in another key (steps, the preset, ...) are
+    estimators of their own, named in the legend by what differs (``lines.line_labels``); the
+    tasks of one estimator at one truth (BMI's) are markers of its place in the group, and the
+    group's tick says how many ("1.02" over "2 tasks").
     """
     rows = summary[np.isfinite(pd.to_numeric(summary["mean"], errors="coerce"))].copy()
-    if rows.empty or rows.groupby(["bound", "critic"], dropna=False).ngroups < 2:
+    rows = with_lines(rows, along="mi_true")
+    if rows.empty or rows.groupby(["bound", "critic", LINE], dropna=False).ngroups < 2:
         raise ValueError("fig_estimate_vs_truth: fewer than two estimators with estimates")
     rows["family"] = rows["family"].fillna("") if "family" in rows else ""
+    rows["_truth"] = rows["mi_true"].astype(float).round(6)
+    rows["_marker"] = list(zip(rows["bound"], rows["critic"], rows[LINE]))
     families = sorted(rows["family"].unique())
-    bounds, critics, colors, styles = _encodings(rows)
+    lines, critics, colors, styles = _encodings(rows)
     fig, axes = _new_figure(0.8 + panel_height * len(families), nrows=len(families), sharex=False)
-    lines = sorted(rows.groupby(["bound", "critic"]).groups, key=lambda bc: (bounds.index(bc[0]), str(bc[1])))
+    markers = sorted(rows.groupby(["bound", "critic", LINE]).groups,
+                     key=lambda bcl: (lines.index((bcl[0], bcl[2])), str(bcl[1])))
     for ax, family in zip(axes, families):
         d_family = rows[rows["family"] == family]
-        lo, hi = float(d_family["mi_true"].min()), float(d_family["mi_true"].max())
-        span = max(hi - lo, 0.5 * max(hi, 1.0))
-        step = 0.6 * span / max(len(lines), 1) / (3 if hi > lo else 1)
-        for j, (bound, critic) in enumerate(lines):
-            d = d_family[(d_family["bound"] == bound) & (d_family["critic"] == critic)]
+        truths, at = _truth_groups(d_family, markers)
+        grouped = len(truths) <= TRUTH_GROUPS
+        for m in markers:
+            d = d_family[d_family["_marker"] == m]
             if d.empty:
                 continue
-            x = d["mi_true"] + step * (j - (len(lines) - 1) / 2)
+            bound, critic, label = m
+            x = [at[(t, m)] for t in d["_truth"]] if grouped else d["mi_true"]
             yerr = None
             if d["bias_ci_low"].notna().any():
                 yerr = np.vstack([d["bias"] - d["bias_ci_low"], d["bias_ci_high"] - d["bias"]])
-            ax.errorbar(x, d["mean"], yerr=yerr, ls="none", marker=styles[critic][1], color=colors[bound],
-                        markersize=3.5, elinewidth=0.7, capsize=1.5)
-        edge = [lo - 0.6 * span, hi + 0.6 * span]
-        if hi > lo:
+            face = {} if grouped else {"markerfacecolor": "none", "markeredgewidth": 0.9}
+            ax.errorbar(x, d["mean"], yerr=yerr, ls="none", marker=styles[critic][1],
+                        color=colors[(bound, label)], markersize=3.5 if grouped else 4, elinewidth=0.7,
+                        capsize=1.5, **face)
+        if grouped:
+            for i, t in enumerate(truths):              # the truth across its group, under its markers
+                ax.plot([i - BAND / 2, i + BAND / 2], [t, t], **{**TRUTH, "zorder": 1.5})
+            for i in range(1, len(truths)):             # where one group ends and the next begins
+                ax.axvline(i - 0.5, color="0.85", lw=0.6, zorder=0)
+            tasks = d_family.groupby(["_truth", "_marker"]).size().groupby(level=0).max()
+            ax.set_xticks(range(len(truths)), [text + (f"\n{tasks[t]} tasks" if tasks[t] > 1 else "")
+                                               for t, text in zip(truths, _truth_labels(truths))])
+            ax.set_xlim(-0.5, len(truths) - 0.5)
+            ax.grid(axis="x", visible=False)
+            ax.minorticks_off()
+            ax.set_xlabel("true MI [nats]; estimators side by side at each truth")
+        else:
+            lo, hi = truths[0], truths[-1]
+            edge = [lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo)]
             ax.plot(edge, edge, color="0.75", lw=0.8, zorder=0)
-        half = step * len(lines) / 2 + step
-        for t in d_family["mi_true"].unique():          # the truth of each task across its markers
-            ax.plot([t - half, t + half], [t, t], **TRUTH)
-        ax.set_xlim(*edge)
+            half = 0.02 * (edge[1] - edge[0])
+            for t in truths:                            # a short segment at each truth
+                ax.plot([t - half, t + half], [t, t], **TRUTH)
+            ax.set_xlim(*edge)
+            ax.set_xlabel("true MI [nats]")
         ax.set_title(family, fontsize="small")
-        ax.set_xlabel("true MI [nats]")
         ax.set_ylabel("estimate [nats]")
-    _legend(fig, bounds, critics, extra=[_truth_handle()])
+    _legend(fig, lines, critics, extra=[_truth_handle()])
     return fig

@@ -21,7 +21,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ..atomic import make_folder, writing
 from ..bounds import BOUNDS
+from .lines import line_colors, ordered_lines
 
 WIDTH = 3.4          # inches: one column of a two-column paper
 DPI = 200
@@ -97,12 +99,27 @@ def _styled(fn):
     return wrapper
 
 
-def _legend(fig, bounds: Sequence[str], critics: Sequence[str], *, extra: Sequence[tuple[Any, str]] = (),
-            ncol: int | None = None) -> None:
-    """A figure legend above the axes: one entry per bound (colour), per critic (line style,
-    when there is more than one) and the reference lines/markers in ``extra``."""
-    colors = bound_colors(bounds)
-    entries = [(Line2D([], [], color=colors[b], lw=1.6), bound_label(b)) for b in bounds]
+def line_text(line: str | tuple[str, str]) -> str:
+    """A line's legend text: the bound's label, then what tells it apart ("InfoNCE, steps=20")."""
+    bound, label = line if isinstance(line, tuple) else (line, "")
+    return bound_label(bound) + (f", {label}" if label else "")
+
+
+def _line_colors(lines: Sequence[str | tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """A colour per line (a bound, or a (bound, label) pair): the bound's colour, in shades
+    when a bound has several lines (``lines.line_colors``)."""
+    pairs = [b if isinstance(b, tuple) else (b, "") for b in lines]
+    return line_colors(pairs, bound_colors([b for b, _ in pairs]))
+
+
+def _legend(fig, bounds: Sequence[str | tuple[str, str]], critics: Sequence[str], *,
+            extra: Sequence[tuple[Any, str]] = (), ncol: int | None = None) -> None:
+    """A figure legend above the axes: one entry per line (colour: a bound, or a (bound, label)
+    line named "InfoNCE, steps=20"), per critic (line style, when there is more than one) and
+    the reference lines/markers in ``extra``."""
+    colors = _line_colors(bounds)
+    entries = [(Line2D([], [], color=colors[b if isinstance(b, tuple) else (b, "")], lw=1.6), line_text(b))
+               for b in bounds]
     others = []
     if len(critics) > 1:
         for c in critics:
@@ -144,11 +161,12 @@ def _critic_styles(critics: Sequence[str]) -> dict[str, tuple[Any, str]]:
 
 
 def _encodings(frame: pd.DataFrame):
-    """The bounds (in display order) and critics of ``frame`` with a colour per bound and a
+    """The lines of ``frame`` ((bound, label) pairs, bounds in display order: ``ordered_lines``
+    over its ``_line`` labels, "" when it has none), its critics, a colour per line and a
     (line style, marker) per critic: the encoding every bound-by-critic figure shares."""
-    bounds = _ordered(frame["bound"])
+    lines = ordered_lines(frame, _ordered(frame["bound"]))
     critics = sorted(set(frame["critic"]))
-    return bounds, critics, bound_colors(bounds), _critic_styles(critics)
+    return lines, critics, _line_colors(lines), _critic_styles(critics)
 
 
 def _truth_handle():
@@ -207,13 +225,16 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str, formats: Sequence[st
     """Write ``fig`` as OUT/NAME.png (``DPI`` dots per inch) and OUT/NAME.pdf (TrueType fonts
     embedded), or in the ``formats`` given (default: this module's ``FORMATS``); returns the
     paths. A PDF carries no creation date, so the same figure rebuilt is the same file (and the
-    committed figures change only when their data or drawing does)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    committed figures change only when their data or drawing does). Each file is written whole
+    or not at all (``atomic.writing``: a full disk leaves no truncated file); a failed write is
+    a ConfigError naming the file and the cause."""
+    out = make_folder(out_dir)
     paths = [out / f"{name}.{ext}" for ext in (FORMATS if formats is None else formats)]
     with mpl.rc_context(STYLE):
         for p in paths:
-            fig.savefig(p, dpi=DPI, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
+            with writing(p) as tmp:
+                fig.savefig(tmp, format=p.suffix[1:], dpi=DPI,
+                            metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     return paths
 
 
