@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
 from .executors import EXECUTORS
 from .interface import PRECISIONS, ConfigError
+
+#: ``mibench.stats.FAIL_FILTERS``, named here so that parsing arguments imports no pandas.
+FAIL_FILTERS = ("none", "bmi")
 
 
 def _first_line(obj) -> str:
@@ -121,16 +125,38 @@ def _quiet_font_subsetting() -> None:
     logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 
+def _dropped_line(summary) -> str:
+    """What the fail filter dropped, in one line: how many runs in all, then per cell."""
+    dropped = summary[summary["n_dropped"] > 0]
+    cells = [f"{bound} on {task}: {n}" for bound, task, n in
+             zip(dropped["bound"], dropped["task_params"].map(_task_text), dropped["n_dropped"])]
+    return (f"fail filter bmi: {int(summary['n_dropped'].sum())} run(s) dropped (a neural estimate below 0 or below "
+            f"0.1 x the best of its cell)" + (f" in {len(cells)} cell(s): {'; '.join(cells)}" if cells else ""))
+
+
+def _task_text(params: str) -> str:
+    """A summary row's task as the report line names it: BMI's task id, else its parameters."""
+    try:
+        p = json.loads(params)
+    except (TypeError, ValueError):
+        return str(params)
+    return str(p["name"]) if isinstance(p, dict) and "name" in p else str(params)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import make_report
 
     _quiet_font_subsetting()
-    result = make_report(args.dir, args.out, units=args.units)
+    dirs = args.dir[0] if len(args.dir) == 1 else args.dir
+    result = make_report(dirs, args.out, units=args.units, fail_filter=args.fail_filter)
     print(result["markdown"])
     if result["ranking"] is not None:
         print(result["ranking"].to_markdown())
-    out = args.out or args.dir
-    print(f"{len(result['tables'])} table files and {len(result['figures'])} figure files in {out} "
+    if args.fail_filter != "none":
+        print(_dropped_line(result["summary"]))
+    out = args.out or args.dir[0]
+    pooled = f" (the runs of {len(args.dir)} folders pooled)" if len(args.dir) > 1 else ""
+    print(f"{len(result['tables'])} table files and {len(result['figures'])} figure files in {out}{pooled} "
           f"(MI, bias and sd in {args.units})")
     return 0
 
@@ -216,11 +242,22 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("dir", help="a results folder")
     status.set_defaults(func=cmd_status)
 
-    report = sub.add_parser("report", help="bias/variance/MSE tables and figures of one results folder")
-    report.add_argument("dir", help="a results folder (holding runs.jsonl)")
-    report.add_argument("--out", help="where to write summary.{csv,md,tex} and figures/ (default: DIR)")
+    report = sub.add_parser(
+        "report", help="bias/variance/MSE tables and figures of a results folder, or of several pooled",
+        description="Tables and figures of a results folder. Given several folders (a new estimator's and a "
+                    "reference leaderboard's), their runs are pooled into one report in --out, but only when, on "
+                    "every task they share (preset and task parameters), the runs of each kind were made the same "
+                    "way: sample estimators with the same sample sizes and seeds; neural ones with the same seeds, "
+                    "training and held-out samples, steps, batch size, learning rate and training protocol "
+                    "(eval_every, patience, report, standardize, batches); otherwise it stops, naming what differs.")
+    report.add_argument("dir", nargs="+", help="one results folder (holding runs.jsonl), or several to pool")
+    report.add_argument("--out", help="where to write summary.{csv,md,tex} and figures/ (default: DIR; "
+                        "required with several folders, and outside all of them)")
     report.add_argument("--units", choices=("nats", "bits"), default="nats",
                         help="MI units of the tables and figures (rows stay in nats; default nats)")
+    report.add_argument("--fail-filter", choices=FAIL_FILTERS, default="none",
+                        help="bmi: leave out BMI's neural fails (an estimate below 0 or below 0.1 x the best seed of "
+                             "its cell), counted per cell (default none)")
     report.set_defaults(func=cmd_report)
 
     figures = sub.add_parser("figures", help="regenerate the tables and figures of every reference results folder")

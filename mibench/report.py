@@ -1,6 +1,6 @@
-"""The report of one results folder: its runs loaded once, each summary computed once, the
-tables written (``mibench.tables``) and the figures drawn from the same frames
-(``mibench.figures``).
+"""The report of a results folder, or of several pooled (``mibench.pool``): its runs loaded
+once, each summary computed once, the tables written (``mibench.tables``, ``mibench.bmi_table``)
+and the figures drawn from the same frames (``mibench.figures``).
 
 Statistics: ``mibench.stats``; tables: ``mibench.tables``; figures: ``mibench.figures``.
 """
@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 
 from .atomic import check_folder, make_folder, write_text
+from .bmi_table import bmi_table, log_ratios, spans_tasks, write_bmi_table
 from .figures import make_figures
 from .interface import ConfigError
+from .pool import check_out, check_poolable
 from .results import PENDING_DIR, RUNS_FILE, load_results, load_traces
-from .stats import cells_of, in_units, staircase_runs, staircase_summary, summarize, with_library
+from .stats import FAIL_FILTERS, cells_of, in_units, staircase_runs, staircase_summary, summarize, with_library
 from .tables import (MI_NOTE, STAIRCASE_NOTE, has_mi_levels, to_markdown, write_csv, write_level_table,
                      write_tables, write_task_table)
 
@@ -86,7 +88,7 @@ def make_ranking(summary: pd.DataFrame, out: Path, figures_dir: Path) -> tuple[A
 
 
 #: The table files ``make_report`` can write, by stem (each as .csv, .md and/or .tex).
-TABLE_STEMS = ("summary", "staircase", "staircase_table", "mi_table", "task_table", "ranking")
+TABLE_STEMS = ("summary", "staircase", "staircase_table", "mi_table", "task_table", "bmi_table", "ranking")
 
 
 def stale_outputs(out_dir: str | os.PathLike, result: dict[str, Any]) -> list[Path]:
@@ -113,9 +115,25 @@ def _check_some_ok(runs: pd.DataFrame, results_dir: Path) -> None:
     raise ConfigError(f"{results_dir}: no run finished ok ({counts}), nothing to report{first}")
 
 
-def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                units: str = "nats") -> dict[str, Any]:
-    """Tables and figures of one results folder.
+def load_folder(results_dir: str | os.PathLike) -> pd.DataFrame:
+    """The runs of one results folder (``results.load_results``: merged and pending); a
+    ConfigError when the folder does not exist, has no runs, or none finished ok."""
+    results_dir = Path(results_dir)
+    runs = load_results(results_dir)
+    if runs.empty:
+        if not results_dir.is_dir():
+            raise ConfigError(f"{results_dir}: no such folder; `mibench run --out {results_dir}` records runs there")
+        if not (results_dir / RUNS_FILE).is_file() and not (results_dir / PENDING_DIR).is_dir():
+            raise ConfigError(f"{results_dir}: no {RUNS_FILE} (and no {PENDING_DIR}/ records) here; "
+                              f"`mibench run --out {results_dir}` records runs there")
+        raise ConfigError(f"{results_dir}: no runs recorded yet (in {RUNS_FILE} or {PENDING_DIR}/)")
+    _check_some_ok(runs, results_dir)
+    return runs
+
+
+def make_report(results_dir: str | os.PathLike | list[str | os.PathLike], out_dir: str | os.PathLike | None = None,
+                units: str = "nats", fail_filter: str = "none") -> dict[str, Any]:
+    """Tables and figures of one results folder, or of several pooled.
 
     Reads DIR/runs.jsonl, DIR/traces.jsonl and DIR/embeddings/*.csv once; writes
     OUT/summary.{csv,md,tex} (``stats.summarize``), OUT/staircase.{csv,md,tex} when the folder
@@ -135,28 +153,44 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     on two or more tasks (``make_ranking``; ranked on |bias| in nats). ``units``: "nats" or "bits"
     for the tables and figures (rows stay in nats).
 
+    Where the cells are tasks that differ in more than their MI (``bmi_table.spans_tasks``:
+    BMI's suites), also OUT/bmi_table.{csv,md,tex} (BMI's v2 table: a row per task, "mean ± sd"
+    per estimator in BMI's rounding) and figures/heatmap (BMI's heatmap of the same cells).
+    ``fail_filter``: "none", or "bmi" to leave BMI's neural fails out of every statistic
+    (``stats.bmi_fails``), counted per cell in the summary's ``n_dropped`` column.
+
+    ``results_dir`` may be a list of folders: their runs are pooled into one report when
+    ``pool.check_poolable`` finds them made the same way (a ConfigError naming what differs
+    otherwise), written into ``out_dir``, which must then be given and lie outside all of them.
+
     Returns {"summary": DataFrame, "markdown": str, "tables": [paths], "figures": [paths],
     "ranking": RankResult or None}.
     """
-    results_dir = Path(results_dir)
-    runs = load_results(results_dir)
-    if runs.empty:
-        if not results_dir.is_dir():
-            raise ConfigError(f"{results_dir}: no such folder; `mibench run --out {results_dir}` records runs there")
-        if not (results_dir / RUNS_FILE).is_file() and not (results_dir / PENDING_DIR).is_dir():
-            raise ConfigError(f"{results_dir}: no {RUNS_FILE} (and no {PENDING_DIR}/ records) here; "
-                              f"`mibench run --out {results_dir}` records runs there")
-        raise ConfigError(f"{results_dir}: no runs recorded yet (in {RUNS_FILE} or {PENDING_DIR}/)")
-    _check_some_ok(runs, results_dir)
-    out = Path(out_dir) if out_dir else results_dir
+    if fail_filter not in FAIL_FILTERS:
+        raise ConfigError(f"unknown fail filter {fail_filter!r}; allowed: {', '.join(FAIL_FILTERS)}")
+    folders = [Path(results_dir)] if isinstance(results_dir, (str, os.PathLike)) else [Path(d) for d in results_dir]
+    if not folders:
+        raise ConfigError("no results folder given")
+    if len(folders) > 1:
+        check_out(folders, out_dir)
+    each = [load_folder(folder) for folder in folders]
+    if len(folders) > 1:
+        check_poolable(folders, each)
+    runs = pd.concat(each, ignore_index=True) if len(each) > 1 else each[0]
+    out = Path(out_dir) if out_dir else folders[0]
     for folder in (out, out / "figures"):         # a file in the way: say so before writing anything
         check_folder(folder)
-    traces = load_traces(results_dir)
+    traces = [load_traces(folder) for folder in folders]
+    traces = pd.concat(traces, ignore_index=True) if len(traces) > 1 else traces[0]
+    embeddings = {k: v for folder in folders for k, v in load_embeddings(folder).items()}
 
-    summary = summarize(runs)
+    summary = summarize(runs, fail_filter=fail_filter)
     stair = staircase_summary(traces, runs)
     plain = summary[~cells_of(summary, staircase_runs(runs))]
     ranking, ranking_files = make_ranking(plain, out, out / "figures")
+    labels = estimator_labels(plain) if len(plain) else pd.Series(dtype=object)
+    by_task = spans_tasks(plain) and not pd.DataFrame({"l": labels, "t": plain["task_params"]}).duplicated().any()
+    ratios = log_ratios(runs, plain, fail_filter) if by_task else None
     if units != "nats":
         summary, plain, stair, runs, traces = (in_units(f, units) for f in (summary, plain, stair, runs, traces))
     tables = write_tables(summary, out, "summary")
@@ -167,10 +201,12 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     if has_mi_levels(plain):
         tables += write_level_table(plain, out, "mi_table", MI_NOTE)
     elif plain["task_params"].nunique() > 1:
-        labels = estimator_labels(plain)
         if not pd.DataFrame({"l": labels, "t": plain["task_params"]}).duplicated().any():
             tables += write_task_table(plain, labels, out)
+    wide = bmi_table(plain, labels, ratios) if by_task else None
+    if wide is not None:
+        tables += write_bmi_table(wide, out)
     figures = make_figures(out / "figures", runs=runs, traces=traces, summary=summary, staircase=stair,
-                           embeddings=load_embeddings(results_dir), units=units)
+                           embeddings=embeddings, units=units, tasks=wide)
     return {"summary": summary, "markdown": to_markdown(summary), "tables": tables + ranking_files[:2],
             "figures": figures + ranking_files[2:], "ranking": ranking}

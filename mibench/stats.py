@@ -10,6 +10,8 @@ the others are counted in ``n_failed``.
   runs' training traces averaged over the last half of each MI level (as Lee & Rhee 2024
   report them), per run and then per cell and level.
 - ``cells_of(summary, runs)``: which summary rows are cells that ``runs`` fall in.
+- ``bmi_fails(runs)``: BMI's neural "fails", which ``summarize(runs, fail_filter="bmi")`` leaves
+  out of the statistics and counts per cell.
 
 Tables of these frames: ``mibench.tables``; figures: ``mibench.figures``.
 """
@@ -37,6 +39,11 @@ CELL_DEFAULTS = {"precision": "fp32", "n_samples": None, "options": "", "library
 
 N_BOOT = 2000
 BOOT_SEED = 0
+#: What a report may leave out of the statistics besides runs that did not finish ok: nothing,
+#: or BMI's neural "fails" (``bmi_fails``).
+FAIL_FILTERS = ("none", "bmi")
+#: BMI's fail rule: a neural run below this fraction of the best estimate of its cell fails.
+BMI_FAIL_FRACTION = 0.1
 
 
 def with_library(name: str, library: Any) -> str:
@@ -118,13 +125,32 @@ def _cell_stats(ok: pd.DataFrame, truth: float, *, n_boot: int, seed: int) -> di
     }
 
 
+def bmi_fails(runs: pd.DataFrame) -> pd.Series:
+    """BMI's neural "fails" (Czyż et al., NeurIPS 2023: the heatmap of benchmark-mi's
+    Beyond_Normal workflow drops them before averaging): a run of a neural estimator whose
+    held-out estimate is below 0, or below ``BMI_FAIL_FRACTION`` (0.1) times the highest
+    estimate among the runs of its cell (its seeds). Only runs that finished ok count, as only
+    they are in BMI's results; a NaN estimate is not a fail (it is left out anyway). Sample
+    estimators (``estimator_kind == "sample"``: KSG, CCA, external programs) never fail: BMI
+    applies the rule to its neural estimators alone. Returns a boolean Series over ``runs``."""
+    if runs is None or len(runs) == 0:
+        return pd.Series([], index=getattr(runs, "index", None), dtype=bool)
+    kind = runs["estimator_kind"].fillna("neural") if "estimator_kind" in runs else pd.Series("neural", index=runs.index)
+    status = runs["status"] if "status" in runs else pd.Series("ok", index=runs.index)
+    est = pd.to_numeric(runs["mi_estimate"], errors="coerce") if "mi_estimate" in runs else \
+        pd.Series(math.nan, index=runs.index)
+    counted = (kind != "sample") & (status == "ok")
+    best = est.where(counted).groupby(cell_ids(runs).map("\x1f".join)).transform("max")
+    return (counted & ((est < 0) | (est < BMI_FAIL_FRACTION * best))).astype(bool)
+
+
 SUMMARY_COLUMNS = [*CELL_KEYS, "task_params", "family", "n_runs", "n_failed", "mi_true", "mean", "mean_train",
                    "train_ci_low", "train_ci_high", "bias", "sd",
                    "mse", "bias_ci_low", "bias_ci_high", "within_sd", "pairs_per_s", "steps_per_s", "wall_s"]
 
 
 def summarize(runs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED,
-              seeds: bool = False) -> pd.DataFrame:
+              seeds: bool = False, fail_filter: str = "none") -> pd.DataFrame:
     """One row per cell and MI level, statistics over the cell's seeds.
 
     runs: one row per run (``mibench.results.load_results``), with at least bound, status,
@@ -145,20 +171,26 @@ def summarize(runs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED
     at the end of training); pairs_per_s and steps_per_s (medians); wall_s (median seconds per
     run: training and evaluation, or a sample estimator's draw and estimate). All MI columns in nats.
     With ``seeds``, also a ``seeds`` column after n_failed: the sorted seeds (a tuple of ints)
-    of the cell's runs, for printed tables.
+    of the cell's runs, for printed tables. With ``fail_filter = "bmi"``, BMI's neural fails
+    (``bmi_fails``) are left out of every statistic too, and an ``n_dropped`` column after
+    n_failed counts them per cell (``attrs["fail_filter"]`` says which filter ran).
     """
-    columns = SUMMARY_COLUMNS if not seeds else [*SUMMARY_COLUMNS[:SUMMARY_COLUMNS.index("n_failed") + 1],
-                                                 "seeds", *SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("n_failed") + 1:]]
+    if fail_filter not in FAIL_FILTERS:
+        raise ValueError(f"unknown fail filter {fail_filter!r}; allowed: {', '.join(FAIL_FILTERS)}")
+    after = SUMMARY_COLUMNS.index("n_failed") + 1
+    extra = (["seeds"] if seeds else []) + (["n_dropped"] if fail_filter != "none" else [])
+    columns = [*SUMMARY_COLUMNS[:after], *extra, *SUMMARY_COLUMNS[after:]]
     if runs is None or len(runs) == 0:
         return pd.DataFrame(columns=columns)
     df = _with_keys(runs)
+    df["_dropped"] = bmi_fails(runs).to_numpy() if fail_filter == "bmi" else False
     out = []
     keys = [*CELL_KEYS, "_params"]
     for values, cell in df.groupby(keys, dropna=False, sort=False):
         row = dict(zip(keys, values))
         row["task_params"] = row.pop("_params")
-        ok = cell[cell["status"] == "ok"]
-        truths = pd.to_numeric(ok["mi_true"], errors="coerce").dropna()
+        ok = cell[(cell["status"] == "ok") & ~cell["_dropped"]]
+        truths = pd.to_numeric(cell.loc[cell["status"] == "ok", "mi_true"], errors="coerce").dropna()
         if truths.empty:                      # no ok run: any recorded truth will do
             truths = pd.to_numeric(cell["mi_true"], errors="coerce").dropna()
         truth = float(truths.iloc[0]) if len(truths) else math.nan
@@ -169,8 +201,12 @@ def summarize(runs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED
         row.update(_cell_stats(ok, truth, n_boot=n_boot, seed=seed))
         if seeds:
             row["seeds"] = tuple(sorted({int(v) for v in cell.get("seed", pd.Series(dtype=float)).dropna()}))
+        if fail_filter != "none":
+            row["n_dropped"] = int(cell["_dropped"].sum())
         out.append(row)
     summary = pd.DataFrame(out, columns=columns)
+    if fail_filter != "none":
+        summary.attrs["fail_filter"] = fail_filter
     summary = summary.sort_values([c for c in ("task", "library", "grid", "bound", "critic", "n_negatives",
                                                "batch_size", "device", "mi_true")], kind="stable")
     return summary.reset_index(drop=True)

@@ -39,7 +39,7 @@ DISPLAY = {
     "n_negatives": "K", "batch_size": "B", "device": "device", "steps": "steps", "precision": "precision",
     "n_samples": "sample size", "protocol": "protocol",
     "level": "level",
-    "n_runs": "runs", "n_failed": "failed", "seeds": "seeds",
+    "n_runs": "runs", "n_failed": "failed", "n_dropped": "dropped by the fail filter", "seeds": "seeds",
     "mi_true": "true MI [nats]", "mean": "estimate [nats]", "mean_train": "on training data [nats]",
     "train_ci_low": "on training data 95% CI low [nats]", "train_ci_high": "on training data 95% CI high [nats]",
     "bias": "bias [nats]",
@@ -251,7 +251,8 @@ def level_table(cells: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for values, cell in cells.groupby(keys, dropna=False, sort=False):
         row: dict[str, Any] = dict(zip(keys, values))
-        row["n_seeds"] = int((cell["n_runs"] - cell["n_failed"]).max())
+        used = cell["n_runs"] - cell["n_failed"] - (cell["n_dropped"] if "n_dropped" in cell else 0)
+        row["n_seeds"] = int(used.max())
         for _, level in cell.sort_values(order).iterrows():
             name = f"I = {level['mi_true']:.3g}"
             row[name] = level["mean"]
@@ -329,9 +330,10 @@ def task_table(cells: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
     its truth ``mi_true``; tasks in order of truth), and per estimator label (``labels``, one per
     row of ``cells`` and unique within a task; columns in case-blind alphabetical order, so that
     "ksg" and "KSG (BMI)" sit side by side) the columns "LABEL" (mean bias), "LABEL sd" (sd over
-    seeds), "LABEL seeds" (runs that finished) and "LABEL s" (median seconds per run).
-    Units are the frame's (``attrs["units"]``, kept)."""
-    frame = cells.assign(_label=labels.values, _seeds=cells["n_runs"] - cells["n_failed"])
+    seeds), "LABEL seeds" (runs that finished, less those a fail filter dropped) and "LABEL s"
+    (median seconds per run). Units are the frame's (``attrs["units"]``, kept)."""
+    frame = cells.assign(_label=labels.values, _seeds=cells["n_runs"] - cells["n_failed"]
+                         - (cells["n_dropped"] if "n_dropped" in cells else 0))
     tasks = frame.drop_duplicates("task_params")[["task_params", "mi_true"]]
     tasks = tasks.sort_values("mi_true", kind="stable").reset_index(drop=True)
     wide = tasks.copy()
@@ -392,7 +394,7 @@ def write_task_table(cells: pd.DataFrame, labels: pd.Series, out_dir: str | os.P
 
 #: The columns ``to_text`` shows by default: a terminal is narrower than a page, so the CI,
 #: the MSE and steps/s are left to the written tables.
-TEXT_COLUMNS = (*CELL_KEYS, "task_params", "level", "n_runs", "n_failed", "seeds", "mi_true", "mean", "mean_train",
+TEXT_COLUMNS = (*CELL_KEYS, "task_params", "level", "n_runs", "n_failed", "n_dropped", "seeds", "mi_true", "mean", "mean_train",
                 "bias", "sd", "within_sd", "pairs_per_s")
 
 

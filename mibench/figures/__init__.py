@@ -14,6 +14,8 @@ dashed), MI axes are in nats, and the legend names the bounds and critics.
   trained image encoder's embeddings, coloured by class), ``fig_truth`` (the estimate
   against the truth, one row per task: BMI's suites) and ``fig_estimate_vs_truth`` (every
   estimator, of every library and kind, against the truth, a panel per task family).
+- ``heatmap``: ``fig_heatmap`` (task × estimator, log(estimate / truth) and the estimate: BMI's
+  heatmap), drawn from the frame of the BMI-style table (``mibench.bmi_table``).
 - ``style``: the rc style, a colour per bound, a line style per critic, legends, ``save_figure``.
 - ``lines``: which line each row is on (``line_labels``): a figure draws exactly the cells of the
   tables, one point per cell, and cells that its colours, styles, panels and axes would merge
@@ -35,12 +37,13 @@ from ..stats import cells_of, staircase_runs, with_library
 from . import style
 from .cells import fig_bias_sd, fig_embedding, fig_estimate_vs_truth, fig_negatives, fig_throughput, fig_truth
 from .curves import fig_staircase, fig_training
+from .heatmap import fig_heatmap
 from .lines import line_labels, params_of
 from .style import (CRITIC_STYLES, DPI, LOG_K, STYLE, TRUTH, WIDTH, _slug, bound_colors, bound_label,
                     critic_style, save_figure)
 
 __all__ = ["fig_training", "fig_staircase", "fig_bias_sd", "fig_negatives", "fig_throughput", "fig_embedding",
-           "fig_truth", "fig_estimate_vs_truth", "line_labels",
+           "fig_truth", "fig_estimate_vs_truth", "fig_heatmap", "line_labels",
            "make_figures", "save_figure", "bound_label", "bound_colors", "critic_style", "style", "WIDTH",
            "DPI", "STYLE", "CRITIC_STYLES", "TRUTH", "LOG_K"]
 
@@ -95,7 +98,8 @@ def _by_task_variant(frame: pd.DataFrame, stem: str, order: pd.DataFrame | None 
 
 def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.DataFrame,
                  summary: pd.DataFrame, staircase: pd.DataFrame,
-                 embeddings: Mapping[str, pd.DataFrame] | None = None, units: str = "nats") -> list[Path]:
+                 embeddings: Mapping[str, pd.DataFrame] | None = None, units: str = "nats",
+                 tasks: pd.DataFrame | None = None) -> list[Path]:
     """Every figure the given frames support, as PNG and PDF in ``out_dir``; figures without
     data are skipped. Returns the files written (and logs which figures were made and which
     skipped).
@@ -106,7 +110,8 @@ def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.D
     embeddings: run_id -> (pc1, pc2, label) frame, one embedding figure each, named
     ``embedding`` (``embedding_<device>`` when runs on several devices have one) for the lowest
     seed and ``..._seed<N>`` for the other seeds; units: the units the frames are in ("nats", or "bits" from
-    ``stats.in_units``), written on the axes.
+    ``stats.in_units``), written on the axes; tasks: the frame of the BMI-style table
+    (``bmi_table.bmi_table``), drawn as the ``heatmap``, or None for no heatmap.
     """
     if runs.empty:
         log.info("no runs: no figures")
@@ -123,6 +128,8 @@ def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.D
     jobs.append(("bias_sd", lambda: fig_bias_sd(plain_summary)))
     jobs.append(("truth", lambda: fig_truth(plain_summary)))
     jobs.append(("estimate_vs_truth", lambda: fig_estimate_vs_truth(plain_summary)))
+    if tasks is not None:
+        jobs.append(("heatmap", lambda: fig_heatmap(tasks)))
     for name, d in _by_task_variant(staircase, "bias_sd_staircase", order=stair):    # one per variant
         jobs.append((name, lambda d=d: fig_bias_sd(d)))
     jobs.append(("negatives", lambda: fig_negatives(runs)))
