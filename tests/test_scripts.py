@@ -1,18 +1,23 @@
-"""The prepared device script runs end to end (on the CPU here, a few steps per case)."""
+"""The speed scripts run end to end (on the CPU here, a few steps per case): the prepared device
+script, and the mibench half of the side-by-side timing against BMI's package."""
 
+import importlib
 import importlib.util
+import itertools
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "device_speed.py"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("device_speed", SCRIPT)
+def _load(name: str = "device_speed"):
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.with_name(f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -41,3 +46,61 @@ def test_device_speed_batched_group_writes_summed_throughput(tmp_path):
 def test_device_speed_names_a_missing_gpu():
     with pytest.raises(SystemExit, match="no GPU"):
         _load().main(["--device", "cuda", "--quick"])
+
+
+def _table(text: str) -> list[list[str]]:
+    """The cells of the Markdown table in ``text``, header first, the separator line left out."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines[:1] + lines[2:]]
+
+
+@pytest.mark.slow
+def test_bmi_speed_quick_times_mibench_alone_without_bmis_environment(tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    threads = torch.get_num_threads()
+    try:
+        assert _load("bmi_speed").main(["--quick", "--venv", str(tmp_path / "no-bmi-env"), "--json", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    text = capsys.readouterr().out
+    assert "BMI's environment is missing" in text and "timing mibench alone" in text
+    header, *rows = _table(text)
+    assert header == ["bound", "dims", "mibench steps/s", "BMI steps/s", "ratio", "MFLOP/step",
+                      "mibench % roofline", "BMI % roofline", "BMI compile s"]
+    expected = itertools.product(["infonce", "nwj", "dv", "mine"], ["1x1", "5x5", "25x25", "50x50"])
+    assert [tuple(r[:2]) for r in rows] == list(expected)
+    for r in rows:
+        cells = dict(zip(header, r))
+        assert float(cells["mibench steps/s"]) > 0 and float(cells["mibench % roofline"]) > 0
+        assert 50 < float(cells["MFLOP/step"]) < 70          # about 60 MFLOP a step (B = 256, (16, 8))
+        assert [cells[c] for c in ("BMI steps/s", "ratio", "BMI % roofline", "BMI compile s")] == ["n/a"] * 4
+    data = json.loads(out.read_text())
+    assert data["meta"]["bmi"] is False and data["meta"]["quick"] is True
+    assert len(data["rows"]) == 16
+    for row in data["rows"]:
+        (run,) = row["mibench"]["runs"]
+        assert run["steps_run"] == data["meta"]["steps"] + data["meta"]["warmup"]
+        assert row["bmi"]["runs"] == [] and row["ratio"] is None
+
+
+def test_bmi_speed_flop_count_matches_torchs_count_of_the_critic_matmuls():
+    """critic_flops less its elementwise terms is what torch counts in the matrix products of a
+    plain joint critic's forward and backward pass, first layer split or on concatenated pairs."""
+    _load("bmi_speed")                        # puts the scripts folder on sys.path
+    report = importlib.import_module("bmi_compare.report")
+    dx, dy, (h1, h2), b = 5, 3, (16, 8), 32
+    p = b * b
+    x, y = torch.randn(b, dx), torch.randn(b, dy)
+    rest = nn.Sequential(nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(), nn.Linear(h2, 1))
+    in_x, in_y = nn.Linear(dx, h1), nn.Linear(dy, h1, bias=False)
+    with FlopCounterMode(display=False) as split:
+        rest(in_x(x)[:, None, :] + in_y(y)[None, :, :]).sum().backward()
+    elementwise = 3 * p * h1 + 2 * p * (h2 + 1)            # pair sums and biases
+    assert report.critic_flops(dx, dy, (h1, h2), n_x=b, n_y=b, n_pairs=p) - elementwise == split.get_total_flops()
+    first = nn.Linear(dx + dy, h1)
+    pairs = torch.cat([x[:, None, :].expand(b, b, dx), y[None, :, :].expand(b, b, dy)], -1).reshape(p, -1)
+    with FlopCounterMode(display=False) as concat:
+        rest(first(pairs)).sum().backward()
+    elementwise = 2 * p * h1 + 2 * p * (h2 + 1)            # biases
+    assert (report.critic_flops(dx, dy, (h1, h2), n_x=b, n_y=b, n_pairs=p, concat=True) - elementwise
+            == concat.get_total_flops())
