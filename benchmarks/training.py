@@ -5,6 +5,8 @@ from __future__ import annotations
 from .common import (BATCH, GAUSSIAN_DIM, GAUSSIAN_MI, Benchmark, Timing, TrainStep, generator,
                      one_thread, paired_mnist, require_device, seed_mnist, sync)
 
+BMI_BATCH = 256     # BMI's neural estimators' batch size (tasks/bmi_v2.toml)
+
 
 class TimeGaussianStep(Timing):
     """Gaussian d = 20, I = 4 nats, batch 128, all 127 in-batch negatives, critic hidden [256],
@@ -30,6 +32,35 @@ class TimeGaussianStep(Timing):
         self.step.warm_up()
 
     def time_step(self, bound, critic):
+        self.step()
+
+
+class TimeBmiStep(Timing):
+    """BMI's small critic: joint MLP with hidden layers (16, 8), InfoNCE on all 65,536 pairs of
+    a batch of 256, Adam at lr 0.1, on one CPU thread; inputs of BMI's 5 x 5 and 50 x 50 task
+    shapes. ``pairs``: the fused pair kernel (the default on the CPU) or torch ops
+    (``MIBENCH_PAIR_KERNEL=0``), so that each run shows what the kernel gains."""
+
+    params = ([5, 50], ["kernel", "torch"])
+    param_names = ["dim", "pairs"]
+
+    def setup(self, dim, pairs):
+        import os
+
+        from mibench.distributions import CorrelatedGaussian
+        from mibench.estimators import EstimatorSpec, estimator_for
+        from mibench.pairmlp import ENV
+
+        os.environ[ENV] = "1" if pairs == "kernel" else "0"     # asv runs each case in its own process
+        one_thread()
+        task = CorrelatedGaussian(dim, mi=1.0)
+        spec = EstimatorSpec.from_dict({"bound": "infonce", "critic": "joint", "hidden": [16, 8]})
+        est = estimator_for(spec, task, seed=0)
+        x, y = task.sample(BMI_BATCH, generator=generator(0))
+        self.step = TrainStep(est, x, y, BMI_BATCH - 1, lr=0.1)
+        self.step.warm_up()
+
+    def time_step(self, dim, pairs):
         self.step()
 
 

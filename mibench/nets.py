@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .interface import ConfigError
+from .pairmlp import kernel_pays, kernel_skip_reason, pair_mlp
 from .registry import Registry
 
 
@@ -165,7 +166,10 @@ class JointCritic(nn.Module):
     """f(x, y) = MLP([x, y]) on every (x, y) pair.
 
     The first layer is split as W_x x + W_y y, so each x and y is multiplied once and the
-    B * (K + 1) pairs only meet at the sum.
+    B * (K + 1) pairs only meet at the sum. On the CPU, for the MLP shapes where it was measured
+    to pay (``pairmlp.kernel_pays``), the rest of the MLP runs in a fused kernel that never stores
+    a pair tensor (``pairmlp.pair_mlp``; same scores and gradients up to float32 rounding);
+    otherwise (other devices, autocast, vmap, ``MIBENCH_PAIR_KERNEL=0``) in torch ops.
     """
 
     def __init__(self, dx: int, dy: int, hidden: Sequence[int] = (256,), embed_dim: int = 0,
@@ -176,11 +180,20 @@ class JointCritic(nn.Module):
         self.in_x = nn.Linear(dx, hidden[0])
         self.in_y = nn.Linear(dy, hidden[0], bias=False)
         self.rest = nn.Sequential(relu(), mlp([*hidden, 1]))     # applied to a fresh pair sum
+        self.fused = {all_pairs: kernel_pays(hidden, all_pairs) for all_pairs in (False, True)}
 
     def forward(self, fx: Tensor, fy: Tensor, cols: Tensor) -> Tensor:
         a = self.in_x(fx)                                 # (B, H)
         c = self.in_y(fy)                                 # (B, H)
-        if 2 * cols.shape[1] > cols.shape[0]:
+        all_pairs = 2 * cols.shape[1] > cols.shape[0]
+        if self.fused[all_pairs]:
+            linears = self.rest[1][0::2]                  # read now: functional_call swaps them
+            weights, biases = [m.weight for m in linears], [m.bias for m in linears]
+            if kernel_skip_reason(a, c, [*weights, *biases]) is None:
+                if all_pairs:
+                    return pair_mlp(a, c, None, weights, biases).gather(1, cols)
+                return pair_mlp(a, c, cols, weights, biases)
+        if all_pairs:
             # Most of the batch is scored: broadcasting all B x B pairs and picking the columns
             # afterwards avoids the scatter that the backward of a (B, K + 1, H) gather needs.
             return self.rest(a[:, None, :] + c[None, :, :]).squeeze(-1).gather(1, cols)
