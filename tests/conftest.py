@@ -67,3 +67,25 @@ log_every = 5
 [eval]
 batches = 4
 """
+
+
+def capture_figures(monkeypatch):
+    """Every figure ``make_figures`` saves, by name, drawn as before; PNG only."""
+    from mibench import figures as F
+
+    monkeypatch.setattr(F.style, "FORMATS", ("png",))
+    saved, original = {}, F.save_figure
+
+    def spy(fig, out_dir, name, formats=None):
+        saved[name] = fig
+        return original(fig, out_dir, name, formats)
+
+    monkeypatch.setattr(F, "save_figure", spy)
+    return saved
+
+
+def one_error_line(capsys) -> str:
+    """The one line a refused command printed on stderr ("mibench: error: ...")."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mibench: error: "), err
+    return err

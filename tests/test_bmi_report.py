@@ -9,6 +9,7 @@ import pytest
 from matplotlib.collections import QuadMesh
 
 from mibench import cli
+from conftest import capture_figures, one_error_line
 from mibench import figures as F
 from mibench import report as R
 from mibench.bmi_table import bmi_sd, bmi_text
@@ -47,23 +48,6 @@ def write_folder(folder, rows):
     return folder
 
 
-def capture_figures(monkeypatch):
-    """Every figure the report saves, by name (PNG only)."""
-    monkeypatch.setattr(F.style, "FORMATS", ("png",))
-    saved, original = {}, F.save_figure
-
-    def spy(fig, out_dir, name, formats=None):
-        saved[name] = fig
-        return original(fig, out_dir, name, formats)
-
-    monkeypatch.setattr(F, "save_figure", spy)
-    return saved
-
-
-def one_error_line(capsys):
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("mibench: error: "), err
-    return err
 
 
 # --------------------------------------------------------------------------------------------

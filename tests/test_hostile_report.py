@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TINY_HEAD
+from conftest import TINY_HEAD, capture_figures, one_error_line
 from mibench import figures as F
 from mibench import report as R
 from mibench.cli import main
@@ -35,18 +35,6 @@ def write_folder(folder, rows, traces=()):
     for t in traces:
         append_jsonl(folder / "traces.jsonl", t)
 
-
-def capture_figures(monkeypatch):
-    """Every figure ``make_figures`` saves, by name, drawn as before; PNG only."""
-    monkeypatch.setattr(F.style, "FORMATS", ("png",))
-    saved, original = {}, F.save_figure
-
-    def spy(fig, out_dir, name, formats=None):
-        saved[name] = fig
-        return original(fig, out_dir, name, formats)
-
-    monkeypatch.setattr(F, "save_figure", spy)
-    return saved
 
 
 def points(ax):
@@ -296,11 +284,6 @@ def folder(tmp_path):
     write_folder(tmp_path / "res", runs)
     return tmp_path / "res"
 
-
-def one_error_line(capsys):
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("mibench: error: "), err
-    return err
 
 
 def test_report_into_a_file_or_past_one_is_one_line(folder, tmp_path, capsys):
