@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="seed of the neural estimators (default: BMI's, 42)")
     parser.add_argument("--venv", type=Path, default=bmi_env.DEFAULT_VENV, help="BMI's virtual environment")
     parser.add_argument("--setup", action="store_true", help="build BMI's environment and exit")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads of JAX and BLAS (default 1, as mibench's workers: one "
+                             "core per run; a number of threads changes no estimate beyond "
+                             "the order of floating-point sums)")
     return parser
 
 
@@ -101,6 +105,16 @@ def estimate(name: str, x_path: Path, y_path: Path, seed: int | None) -> float:
     return float(estimator.estimate(x, y))
 
 
+def _limit_threads(threads: int) -> None:
+    """XLA's CPU backend and the BLAS libraries read these when first imported. A setting the
+    caller made already (XLA_FLAGS, OMP_NUM_THREADS, ...) is kept."""
+    flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" if threads == 1 else \
+        f"intra_op_parallelism_threads={threads}"
+    os.environ.setdefault("XLA_FLAGS", flags)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, str(threads))
+
+
 def _bmi_importable() -> bool:
     try:
         import bmi.estimators  # noqa: F401
@@ -121,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.name not in ESTIMATORS:
         print(f"unknown BMI estimator {args.name!r}; known: {', '.join(ESTIMATORS)}", file=sys.stderr)
         return 2
+    if args.threads < 1:
+        print(f"--threads must be at least 1, got {args.threads}", file=sys.stderr)
+        return 2
+    _limit_threads(args.threads)    # before JAX or numpy is imported, and inherited on re-exec
     if not _bmi_importable():
         if os.environ.get(_REEXEC):
             print(f"BMI's environment cannot import bmi: rebuild it with python scripts/bmi_estimator.py "
