@@ -82,6 +82,7 @@ class RunRow:
     mi_true: float | None = None
     mi_true_train: float | None = None
     truth_method: str | None = None
+    mi_true_stderr: float | None = None      # > 0 only when the truth is a Monte Carlo estimate
     task_name: str | None = None
     mi_estimate: float | None = None
     mi_std: float | None = None
@@ -361,6 +362,20 @@ def protocol_text(row: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+#: How a truth is known when it is exact: its standard error is 0 (``GroundTruth.method``).
+EXACT_TRUTH = ("analytic", "by_construction")
+
+
+def truth_stderr(row: dict[str, Any]) -> float:
+    """The standard error of a row's truth [nats]: recorded since rows carry it; for older rows
+    0 when the truth is exact, else NaN (``scripts/upgrade_results.py --truth-stderr`` fills
+    it in from the task)."""
+    value = row.get("mi_true_stderr")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return 0.0 if row.get("truth_method") in EXACT_TRUTH else math.nan
+
+
 def to_frame(rows: list[dict[str, Any]]):
     """Run rows as a DataFrame, one row per run, with the measurement columns numeric, an
     ``options`` column (the bound's options as text, "tau=5") and a ``protocol`` column (the
@@ -372,6 +387,8 @@ def to_frame(rows: list[dict[str, Any]]):
     df = pd.json_normalize(rows, max_level=0)
     df["options"] = [options_text(bound_options_of(r)) for r in rows]
     df["protocol"] = [protocol_text(r) for r in rows]
+    if "mi_true" in df:
+        df["mi_true_stderr"] = [truth_stderr(r) for r in rows]
     for col in ("mi_estimate", "mi_true", "mi_std", "mi_estimate_train", "mi_std_train", "pairs_per_s",
                 "steps_per_s", "peak_mem_mb", "wall_s", "mi_estimate_final", "mi_estimate_best", "best_step",
                 "steps_trained"):

@@ -272,7 +272,7 @@ def run_sample_estimator(spec: RunSpec, workspace: Workspace, sweep_id: str | No
         got = run_sample(spec.estimator, task, n=spec.n_samples, seed=spec.seed, generator=generator)
         why = divergence(got["mi_estimate"], truth=truth.mi, what="estimate")
         measured = dict(status="ok" if why is None else "diverged", error=why,
-                        mi_true=truth.mi, mi_true_train=truth.mi, truth_method=truth.method, task_name=task.name,
+                        mi_true=truth.mi, mi_true_train=truth.mi, truth_method=truth.method, mi_true_stderr=truth.stderr, task_name=task.name,
                         mi_estimate=got["mi_estimate"], n_samples=spec.n_samples, estimate_s=got["estimate_s"],
                         pairs_per_s=got["pairs_per_s"])
     except Exception as exc:          # every failure of a sample estimator is its row
@@ -314,7 +314,7 @@ def run_group(specs: list[RunSpec], workspace: Workspace, sweep_id: str | None =
             why = divergence(mean, std, truth=truth.mi, k=k, ceiling=ceiling)
             measured.append(dict(
                 status="ok" if why is None else "diverged", error=why,
-                mi_true=truth.mi, mi_true_train=truth_train.mi, truth_method=truth.method,
+                mi_true=truth.mi, mi_true_train=truth_train.mi, truth_method=truth.method, mi_true_stderr=truth.stderr,
                 task_name=built.levels[-1].name, mi_estimate=mean, mi_std=std,
                 mi_estimate_train=train_mean, mi_std_train=train_std, n_samples=spec.n_samples,
                 pairs_per_s=fitted.pairs_per_s, steps_per_s=fitted.steps_per_s, train_s=fitted.train_s,

@@ -144,7 +144,7 @@ def bmi_fails(runs: pd.DataFrame) -> pd.Series:
     return (counted & ((est < 0) | (est < BMI_FAIL_FRACTION * best))).astype(bool)
 
 
-SUMMARY_COLUMNS = [*CELL_KEYS, "task_params", "family", "n_runs", "n_failed", "mi_true", "mean", "mean_train",
+SUMMARY_COLUMNS = [*CELL_KEYS, "task_params", "family", "n_runs", "n_failed", "mi_true", "mi_true_stderr", "mean", "mean_train",
                    "train_ci_low", "train_ci_high", "bias", "sd",
                    "mse", "bias_ci_low", "bias_ci_high", "within_sd", "pairs_per_s", "steps_per_s", "wall_s"]
 
@@ -161,7 +161,8 @@ def summarize(runs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED
     the task parameters (so each MI level of a sweep over ``task_params["mi"]`` is its own row).
 
     Returns columns: the cell keys; task_params (JSON); n_runs (all runs of the cell); n_failed
-    (status != "ok"; excluded from everything below); mi_true; mean (mean held-out estimate);
+    (status != "ok"; excluded from everything below); mi_true; mi_true_stderr (the truth's
+    standard error: > 0 for a Monte Carlo truth, 0 for an exact one, NaN when not recorded); mean (mean held-out estimate);
     bias = mean - mi_true; sd (across seeds, ddof = 1; NaN with one run); mse = mean of
     (estimate - mi_true)^2; bias_ci_low, bias_ci_high (95 % percentile bootstrap of the mean
     bias over seeds, ``n_boot`` resamples from a fixed RNG ``seed``; NaN with one run);
@@ -196,7 +197,10 @@ def summarize(runs: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED
         truth = float(truths.iloc[0]) if len(truths) else math.nan
         if len(truths) and not np.allclose(truths, truth, rtol=0, atol=1e-9):
             log.warning("cell %s has runs with different truths %s; using the first", row, sorted(set(truths)))
+        stderr = pd.to_numeric(cell["mi_true_stderr"], errors="coerce").dropna() if "mi_true_stderr" in cell \
+            else pd.Series(dtype=float)
         row.update(n_runs=len(cell), n_failed=int((cell["status"] != "ok").sum()), mi_true=truth,
+                   mi_true_stderr=float(stderr.iloc[0]) if len(stderr) else math.nan,
                    family=cell["family"].iloc[0] if "family" in cell else None)
         row.update(_cell_stats(ok, truth, n_boot=n_boot, seed=seed))
         if seeds:

@@ -40,7 +40,7 @@ DISPLAY = {
     "n_samples": "sample size", "protocol": "protocol",
     "level": "level",
     "n_runs": "runs", "n_failed": "failed", "n_dropped": "dropped by the fail filter", "seeds": "seeds",
-    "mi_true": "true MI [nats]", "mean": "estimate [nats]", "mean_train": "on training data [nats]",
+    "mi_true": "true MI [nats]", "mi_true_stderr": "truth s.e. [nats]", "mean": "estimate [nats]", "mean_train": "on training data [nats]",
     "train_ci_low": "on training data 95% CI low [nats]", "train_ci_high": "on training data 95% CI high [nats]",
     "bias": "bias [nats]",
     "bias_ci_low": "bias 95% CI low [nats]", "bias_ci_high": "bias 95% CI high [nats]",
@@ -51,7 +51,7 @@ CI_COLUMN = "bias 95% CI [nats]"
 TRAIN_CI_COLUMN = "on training data 95% CI [nats]"
 _IDENTITY = (*CELL_KEYS, "seeds")      # constant ones move to the caption
 #: Decimals shown: MI quantities to the millinat, throughput to whole pairs and tenths of steps.
-_DIGITS = {"mi_true": 3, "mean": 3, "mean_train": 3, "train_ci_low": 3, "train_ci_high": 3, "bias": 3, "bias_ci_low": 3, "bias_ci_high": 3, "sd": 3, "mse": 3,
+_DIGITS = {"mi_true": 3, "mi_true_stderr": 4, "mean": 3, "mean_train": 3, "train_ci_low": 3, "train_ci_high": 3, "bias": 3, "bias_ci_low": 3, "bias_ci_high": 3, "sd": 3, "mse": 3,
            "within_sd": 3, "pairs_per_s": 0, "steps_per_s": 1, "wall_s": "g3"}
 MISSING = "–"
 
@@ -137,6 +137,8 @@ def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     if "mean_train" in view and pd.to_numeric(view["mean_train"], errors="coerce").isna().all():
         # results recorded before it existed, or sample estimators only
         view = view.drop(columns=[c for c in ("mean_train", "train_ci_low", "train_ci_high") if c in view])
+    if "mi_true_stderr" in view and not (pd.to_numeric(view["mi_true_stderr"], errors="coerce") > 0).any():
+        view = view.drop(columns="mi_true_stderr")      # every truth exact: nothing to say
     out = pd.DataFrame(index=view.index)
     varying = _varying_params(summary)
     if varying is not None:                              # which task each row is (e.g. BMI's id)
@@ -327,14 +329,15 @@ TASK_NOTE = "each cell: the mean bias over seeds ± its sd over seeds"
 
 def task_table(cells: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
     """Cells of several tasks made wide: a row per task (its parameters as ``task_params``,
-    its truth ``mi_true``; tasks in order of truth), and per estimator label (``labels``, one per
+    its truth ``mi_true`` and, where the cells have it, ``mi_true_stderr``; tasks in order of
+    truth), and per estimator label (``labels``, one per
     row of ``cells`` and unique within a task; columns in case-blind alphabetical order, so that
     "ksg" and "KSG (BMI)" sit side by side) the columns "LABEL" (mean bias), "LABEL sd" (sd over
     seeds), "LABEL seeds" (runs that finished, less those a fail filter dropped) and "LABEL s"
     (median seconds per run). Units are the frame's (``attrs["units"]``, kept)."""
     frame = cells.assign(_label=labels.values, _seeds=cells["n_runs"] - cells["n_failed"]
                          - (cells["n_dropped"] if "n_dropped" in cells else 0))
-    tasks = frame.drop_duplicates("task_params")[["task_params", "mi_true"]]
+    tasks = frame.drop_duplicates("task_params")[[c for c in _TASK_COLUMNS if c in frame]]
     tasks = tasks.sort_values("mi_true", kind="stable").reset_index(drop=True)
     wide = tasks.copy()
     for label in sorted(frame["_label"].unique(), key=lambda s: (s.lower(), s)):
@@ -346,19 +349,30 @@ def task_table(cells: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
     return wide
 
 
+_TASK_COLUMNS = ("task_params", "mi_true", "mi_true_stderr")
+
+
 def _estimator_columns(wide: pd.DataFrame) -> list[str]:
-    return [c for c in wide.columns[2:] if not c.endswith((" sd", " seeds", " s"))]
+    return [c for c in wide.columns if c not in _TASK_COLUMNS and not c.endswith((" sd", " seeds", " s"))]
+
+
+def _truth_text(mi: Any, stderr: Any) -> str:
+    """A truth to the millinat, with its standard error when it is a Monte Carlo estimate."""
+    se = pd.to_numeric(stderr, errors="coerce")
+    return _fmt(mi, 3) + (f" ± {se:.4f}" if math.isfinite(se) and se > 0 else "")
 
 
 def task_display(wide: pd.DataFrame) -> pd.DataFrame:
-    """``task_table`` as printed: a row per task ("bias ± sd" per estimator, the bias alone with
+    """``task_table`` as printed: a row per task (its truth, "± its standard error" where that is
+    a Monte Carlo estimate; "bias ± sd" per estimator, the bias alone with
     one seed, "–" where it has no value), then a row with each estimator's seeds per task
     ("3–5" when they differ) and one with its median seconds per run over the tasks."""
     estimators = _estimator_columns(wide)
     truth = f"true MI [{wide.attrs.get('units', 'nats')}]"
     names = _varying_params(wide) if len(wide) > 1 else None
     rows = pd.DataFrame({"task": names if names is not None else wide["task_params"].map(_fmt_plain),
-                         truth: wide["mi_true"].map(lambda v: _fmt(v, 3))})
+                         truth: [_truth_text(mi, se) for mi, se in
+                                 zip(wide["mi_true"], wide.get("mi_true_stderr", [math.nan] * len(wide)))]})
     for label in estimators:
         rows[label] = [MISSING if not math.isfinite(float(b)) else
                        f"{b:+.3f}" if not math.isfinite(float(s)) else f"{b:+.3f} ± {s:.3f}"

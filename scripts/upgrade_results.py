@@ -9,6 +9,10 @@ upgrades rows as it reads them); the rewrite makes the files say so themselves: 
 its new id (the old one kept as ``run_id_v1``), ``schema_version``, ``grids`` and its spec in the
 current form; traces, saved models and embeddings are renamed to the new ids. Measurements are
 copied as they are. Each file is written to a temporary name and renamed over the old one.
+
+Rows written before rows carried the truth's standard error (``mi_true_stderr``) get it: 0 for
+an exact truth, and for a Monte Carlo one the value the task computes (its cached truth, or the
+Monte Carlo run that makes it).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import sys
 from pathlib import Path
 
 from mibench.plan import RunSpec, upgrade_row
-from mibench.results import RUNS_FILE, SCHEMA_VERSION, TRACES_FILE, append_jsonl, read_jsonl
+from mibench.distributions import TASK_FAMILIES
+from mibench.results import EXACT_TRUTH, RUNS_FILE, SCHEMA_VERSION, TRACES_FILE, append_jsonl, read_jsonl
 
 
 def _rewrite(path: Path, records: list[dict]) -> None:
@@ -57,6 +62,29 @@ def upgrade_folder(folder: Path) -> dict[str, str]:
     return ids
 
 
+def fill_truth_stderr(folder: Path) -> int:
+    """Give every row of ``folder`` that lacks it ``mi_true_stderr``; returns how many got one."""
+    rows = list(read_jsonl(folder / RUNS_FILE))
+    known: dict[str, float] = {}
+    filled = 0
+    for row in rows:
+        if "mi_true_stderr" in row or row.get("mi_true") is None:
+            continue
+        if row.get("truth_method") in EXACT_TRUTH:
+            row["mi_true_stderr"] = 0.0
+        elif not row.get("staircase"):
+            key = json.dumps([row["family"], row["task_params"]], sort_keys=True)
+            if key not in known:
+                known[key] = TASK_FAMILIES[row["family"]].build(dict(row["task_params"])).ground_truth().stderr
+            row["mi_true_stderr"] = known[key]
+        else:
+            continue
+        filled += 1
+    if filled:
+        _rewrite(folder / RUNS_FILE, rows)
+    return filled
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
@@ -67,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         ids = upgrade_folder(folder)
         print(f"{folder}: {len(ids)} rows upgraded" + (f" ({json.dumps(ids)})" if ids else ""))
+        print(f"{folder}: {fill_truth_stderr(folder)} rows given the truth's standard error")
     return 0
 
 
