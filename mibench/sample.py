@@ -57,12 +57,14 @@ def _int_at_least(n: int) -> Callable[[Any], bool]:
 class SampleEstimator:
     """Base class: ``name`` (registry key), ``label`` (shown in figures), ``library`` (the
     library column of its rows) and ``options`` (name -> Param). Subclasses implement
-    ``estimate``."""
+    ``estimate``. ``example`` gives options it can run with when the defaults cannot (an
+    option without a usable default); ``mibench.testing.check_sample_estimator`` uses it."""
 
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
     library: ClassVar[str] = "mibench"
     options: ClassVar[dict[str, Param]] = {}
+    example: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **options: Any):
         self.opts = self.check_options(options)
@@ -257,6 +259,7 @@ class External(SampleEstimator):
         "label": Param("external", lambda v: isinstance(v, str) and v != "", "a non-empty name"),
         "library": Param("external", lambda v: isinstance(v, str) and v != "", "a non-empty name"),
     }
+    example = {"command": '{python} -c "print(0.25)" {x} {y}'}
 
     def display(self) -> tuple[str, str]:
         return self.opts["label"], self.opts["library"]

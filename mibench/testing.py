@@ -1,11 +1,16 @@
-"""Contracts every task family and bound must meet, for mibench's tests and for plugins'.
+"""Contracts every registered entry must meet, for mibench's tests and for plugins'.
 
     from mibench.testing import check_bound, check_task
     check_bound(MyBound)                       # raises AssertionError naming what is wrong
     check_task("my_family", {"dim": 2})
+    check_sample_estimator(MyEstimator)        # a SampleEstimator subclass
+    check_critic("my_critic"); check_encoder("my_encoder")
+    check_library("my_library", bound="infonce")
 
-The test suite runs both over every registered entry (tests/test_contracts.py), so a new bound
-or family, built in or from a plugin, is checked without writing a test for it.
+One per registry: bounds, task families, sample estimators, critics, encoders, other
+libraries (the executors' contract is ``mibench.executors.check_executor``). The test suite
+runs each over every registered entry (tests/test_contracts.py), so a new entry, built in or
+from a plugin, is checked without writing a test for it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ import torch
 
 from .bounds import BOUNDS, Bound
 from .distributions import TASK_FAMILIES, TaskFamily
-from .interface import FiniteTrainingSet, HasChosenMI, HasEntropyY, NeedsData, Task
+from .estimators import EstimatorSpec
+from .interface import ConfigError, FiniteTrainingSet, HasChosenMI, HasEntropyY, NeedsData, Task
+from .libraries import LIBRARIES, LibraryError
+from .nets import CRITICS, ENCODERS, candidate_indices
+from .sample import SAMPLE_ESTIMATORS, SampleEstimator
 
 TRUTH_METHODS = ("analytic", "by_construction", "monte_carlo")
 KINDS = ("lower", "upper", "neither")
@@ -130,3 +139,159 @@ def check_bound(cls: type[Bound], *, entropy_y: float = 1.0) -> Bound:
         alone = torch.stack([make().loss(s, a) for s in stacked])
         assert torch.allclose(mapped, alone, atol=1e-5), f"{cls.name}: declared batchable, but vmap changes its loss"
     return bound
+
+
+# --------------------------------------------------------------------------------------------
+# Sample estimators, critics, encoders, libraries
+
+
+def _gaussian_sample(n: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n pairs of correlated Gaussians (correlation 0.8 per coordinate): (n, dim) each."""
+    task = TASK_FAMILIES["gaussian"].build({"dim": dim, "mi": 0.5 * dim})
+    return task.sample(n, generator=_gen(seed, task.device))
+
+
+def check_sample_estimator(cls: type[SampleEstimator], options: dict[str, Any] | None = None) -> float:
+    """Check the sample-estimator contract with ``options`` (default: ``cls.example``): it is
+    registered as itself with a label and a library; every option is declared with a ``Param``
+    and ``check_options`` fills in all of them and refuses an unknown one; on 256 pairs of
+    correlated Gaussians (one dimension a side) the estimate is a finite float, the same for
+    the same sample and seed. Returns the estimate [nats]."""
+    assert isinstance(cls, type) and issubclass(cls, SampleEstimator), f"{cls!r} is not a SampleEstimator"
+    assert cls.name and cls.name in SAMPLE_ESTIMATORS and SAMPLE_ESTIMATORS[cls.name] is cls, \
+        f"{cls.name!r} is not registered as itself"
+    assert isinstance(cls.label, str) and cls.label, f"{cls.name}: a display label is required"
+    assert isinstance(cls.library, str) and cls.library, f"{cls.name}: a library name is required"
+    given = dict(cls.example if options is None else options)
+    filled = cls.check_options(given)
+    assert set(filled) == set(cls.options), f"{cls.name}: check_options must return every declared option"
+    try:
+        cls.check_options({**given, "no_such_option": 1})
+    except ConfigError:
+        pass
+    else:
+        raise AssertionError(f"{cls.name}: an unknown option must be refused")
+    estimator = cls(**given)
+    name, library = estimator.display()
+    assert isinstance(name, str) and name and isinstance(library, str) and library, \
+        f"{cls.name}: display() must give (label, library), got {(name, library)!r}"
+    shown = estimator.shown_options()
+    assert isinstance(shown, dict) and set(shown) <= set(cls.options), \
+        f"{cls.name}: shown_options() must be a dict of declared options, got {shown!r}"
+    x, y = _gaussian_sample(256, 1)
+    value = estimator.estimate(x, y, seed=0)
+    assert isinstance(value, float) and math.isfinite(value), f"{cls.name}: the estimate must be a finite float, got {value!r}"
+    again = cls(**given).estimate(x.clone(), y.clone(), seed=0)
+    assert again == value, f"{cls.name}: the same sample and seed gave {value} and then {again}"
+    return value
+
+
+def _pair_scores(critic: torch.nn.Module, fx: torch.Tensor, fy: torch.Tensor, k: int,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    cols = candidate_indices(len(fx), k, generator, fx.device)
+    return critic(fx, fy, cols), cols
+
+
+def check_critic(name: str, dx: int = 3, dy: int = 2) -> torch.nn.Module:
+    """Check the critic contract: ``CRITICS[name](dx, dy, hidden, embed_dim, temperature)`` scores
+    pairs, ``critic(fx (B, dx), fy (B, dy), cols (B, K + 1)) -> (B, K + 1)`` finite, with a
+    gradient for its parameters; a pair's score depends on that pair alone (the same whatever
+    the other pairs, the batch order, the rest of the batch or K); and the score at [i, k]
+    is that of (x_i, y_cols[i, k]): changing x_0 moves row 0 alone, changing y_0 moves the
+    entries where cols is 0 alone. Returns the critic."""
+    assert name in CRITICS, f"{name!r} is not a registered critic"
+    torch.manual_seed(0)
+    critic = CRITICS[name](dx, dy, (8, 4), 4, 1.0)
+    assert isinstance(critic, torch.nn.Module), f"critic {name!r}: not a torch module"
+    batch = 12
+    fx, fy = torch.randn(batch, dx), torch.randn(batch, dy)
+    full, cols = _pair_scores(critic, fx, fy, batch - 1)
+    assert tuple(full.shape) == (batch, batch), f"critic {name!r}: scores of shape {tuple(full.shape)}, not (B, K + 1)"
+    assert torch.isfinite(full).all(), f"critic {name!r}: non-finite scores"
+    matrix = torch.empty(batch, batch).scatter_(1, cols, full.detach())      # matrix[i, j]: (x_i, y_j)
+    some, cols_k = _pair_scores(critic, fx, fy, 3, torch.Generator().manual_seed(1))
+    assert torch.allclose(some, matrix.gather(1, cols_k), atol=1e-5), \
+        f"critic {name!r}: a pair's score changes with K (the other pairs scored beside it)"
+    perm = torch.randperm(batch, generator=torch.Generator().manual_seed(2))
+    permuted, cols_p = _pair_scores(critic, fx[perm], fy[perm], batch - 1)
+    assert torch.allclose(permuted, matrix[perm][:, perm].gather(1, cols_p), atol=1e-5), \
+        f"critic {name!r}: a pair's score changes with the order of the batch"
+    half, cols_h = _pair_scores(critic, fx[:6], fy[:6], 5)
+    assert torch.allclose(half, matrix[:6, :6].gather(1, cols_h), atol=1e-5), \
+        f"critic {name!r}: a pair's score changes with the rest of the batch"
+    for side in ("x", "y"):
+        moved_x, moved_y = fx.clone(), fy.clone()
+        (moved_x if side == "x" else moved_y)[0] += 3.0         # item 0 of one side only
+        changed = (_pair_scores(critic, moved_x, moved_y, batch - 1)[0] - full).abs().detach() > 1e-6
+        allowed = (torch.arange(batch)[:, None] == 0).expand_as(cols) if side == "x" else cols == 0
+        assert not (changed & ~allowed).any() and changed.any(), \
+            f"critic {name!r}: changing {side}_0 moves scores of other pairs: the score at [i, k] must be " \
+            f"that of (x_i, y_cols[i, k])"
+    params = [p for p in critic.parameters() if p.requires_grad]
+    if params:
+        full.sum().backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params), \
+            f"critic {name!r}: the scores give no gradient to its parameters"
+    return critic
+
+
+def check_encoder(name: str, shape: tuple[int, ...] = (1, 28, 28)) -> torch.nn.Module:
+    """Check the encoder contract: ``ENCODERS[name](shape, embed_dim=8, hidden=(16,))`` returns
+    (module, out_dim) with the module mapping (B, *shape) -> (B, out_dim), finite, each item's
+    features its own (the same alone as in a batch, in eval mode). Returns the module."""
+    assert name in ENCODERS, f"{name!r} is not a registered encoder"
+    torch.manual_seed(0)
+    built = ENCODERS[name](tuple(shape), embed_dim=8, hidden=(16,))
+    assert isinstance(built, tuple) and len(built) == 2, f"encoder {name!r}: must return (module, out_dim)"
+    module, out_dim = built
+    assert isinstance(module, torch.nn.Module) and isinstance(out_dim, int) and out_dim > 0, \
+        f"encoder {name!r}: must return (module, positive int), got {built!r}"
+    module.eval()
+    x = torch.rand(5, *shape, generator=_gen(0, torch.device("cpu")))
+    with torch.no_grad():
+        features = module(x)
+        assert tuple(features.shape) == (5, out_dim), \
+            f"encoder {name!r}: features of shape {tuple(features.shape)}, declared (B, {out_dim})"
+        assert torch.isfinite(features).all(), f"encoder {name!r}: non-finite features"
+        assert torch.allclose(module(x[2:3]), features[2:3], atol=1e-5), \
+            f"encoder {name!r}: an item's features depend on the rest of the batch"
+    return module
+
+
+def check_library(name: str, bound: str) -> torch.nn.Module:
+    """Check another library's adapter (``LIBRARIES[name]``, building its ``bound``) on a
+    two-dimensional Gaussian task: the module it builds gives a finite scalar loss with a
+    gradient, ``forward(x, y, cols, with_value=True) -> (loss, value)`` with a finite 0-d value,
+    and ``estimate(x, y, K, generator)`` a finite 0-d estimate that draws from ``generator``
+    exactly what mibench's own estimate draws (so later batches are the same for both); the
+    same seed builds the same parameters; an unknown bound is a LibraryError. Returns the module."""
+    assert name in LIBRARIES, f"{name!r} is not a registered library"
+    task = TASK_FAMILIES["gaussian"].build({"dim": 2, "mi": 1.0})
+    spec = EstimatorSpec(bound=bound, critic="joint", hidden=(16,), library=name)
+    module = LIBRARIES[name](spec, task, seed=0)
+    assert isinstance(module, torch.nn.Module), f"library {name!r}: must build a torch module"
+    again = LIBRARIES[name](spec, task, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(module.parameters(), again.parameters())), \
+        f"library {name!r}: the same seed must build the same parameters"
+    x, y = task.sample(32, generator=_gen(0, task.device))
+    cols = candidate_indices(32, 31, None, x.device)
+    loss, value = module(x, y, cols, with_value=True)
+    assert loss.shape == () and torch.isfinite(loss), f"library {name!r}: the loss must be a finite scalar"
+    assert value.shape == () and torch.isfinite(value) and not value.requires_grad, \
+        f"library {name!r}: the value must be a finite 0-d tensor without a gradient"
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()), \
+        f"library {name!r}: the loss gives no gradient to its parameters"
+    ours, theirs = _gen(5, x.device), _gen(5, x.device)
+    estimate = module.estimate(x, y, 7, theirs)
+    candidate_indices(32, 7, ours, x.device)
+    assert estimate.shape == () and torch.isfinite(estimate), f"library {name!r}: the estimate must be a finite 0-d tensor"
+    assert torch.equal(ours.get_state(), theirs.get_state()), \
+        f"library {name!r}: estimate must draw from the generator what mibench's candidate_indices draws"
+    try:
+        LIBRARIES[name](EstimatorSpec(bound="no_such_bound", library=name), task, seed=0)
+    except LibraryError:
+        pass
+    else:
+        raise AssertionError(f"library {name!r}: an unknown bound must raise LibraryError")
+    return module

@@ -10,9 +10,10 @@ import pytest
 from conftest import TINY_HEAD
 from mibench.bounds import BOUNDS, MINE
 from mibench.distributions import TASK_FAMILIES
-from mibench.nets import CRITICS
+from mibench.nets import CRITICS, ENCODERS
+from mibench.sample import SAMPLE_ESTIMATORS
 from mibench.executors import sweep
-from mibench.testing import check_bound, check_task
+from mibench.testing import check_bound, check_critic, check_encoder, check_sample_estimator, check_task
 
 
 @pytest.mark.parametrize("name", list(BOUNDS))
@@ -102,6 +103,25 @@ class DotCritic(nn.Module):
 
     def forward(self, fx, fy, cols):
         return (self.a * fx @ fy.T).gather(1, cols)
+
+
+def build_tanh_encoder(shape, embed_dim=None, hidden=()):
+    """Flatten, one linear layer to embed_dim features, tanh."""
+    width = embed_dim or 4
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), width), nn.Tanh()), width
+
+
+from mibench.sample import SampleEstimator
+
+
+class Correlation(SampleEstimator):
+    """-1/2 log(1 - r^2) of the first coordinates: the Gaussian MI of one pair of coordinates."""
+
+    name, label = "first_correlation", "r(x1, y1)"
+
+    def estimate(self, x, y, *, seed):
+        r = torch.corrcoef(torch.stack([x[:, 0], y[:, 0]]))[0, 1]
+        return float(-0.5 * torch.log1p(-r * r))
 '''
 
 ENTRY_POINTS = """
@@ -113,6 +133,12 @@ independent = mibench_demo_plugin:FAMILY
 
 [mibench.critics]
 dot = mibench_demo_plugin:DotCritic
+
+[mibench.encoders]
+tanh = mibench_demo_plugin:build_tanh_encoder
+
+[mibench.sample_estimators]
+first_correlation = mibench_demo_plugin:Correlation
 """
 
 
@@ -128,16 +154,20 @@ def plugin(tmp_path, monkeypatch):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mibench-demo-plugin\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(ENTRY_POINTS)
     monkeypatch.syspath_prepend(str(site))
-    for registry in (BOUNDS, TASK_FAMILIES, CRITICS):
+    for registry in (BOUNDS, TASK_FAMILIES, CRITICS, ENCODERS, SAMPLE_ESTIMATORS):
         monkeypatch.setattr(registry, "_items", dict(registry._items))
         monkeypatch.setattr(registry, "_plugins_loaded", False)
     return site
 
 
-def test_entry_points_add_a_bound_a_task_family_and_a_critic(plugin, tmp_path):
+def test_entry_points_add_a_bound_a_task_family_a_critic_an_encoder_and_a_sample_estimator(plugin, tmp_path):
     assert "shifted_dv" in BOUNDS and "independent" in TASK_FAMILIES and "dot" in CRITICS
+    assert "tanh" in ENCODERS and "first_correlation" in SAMPLE_ESTIMATORS
     check_bound(BOUNDS["shifted_dv"])
     check_task("independent")
+    check_critic("dot", dx=3, dy=3)              # a dot product needs equal sides
+    check_encoder("tanh")
+    check_sample_estimator(SAMPLE_ESTIMATORS["first_correlation"])
     preset = tmp_path / "plugin.toml"
     preset.write_text(textwrap.dedent("""
         name = "plugin"
@@ -155,9 +185,21 @@ def test_entry_points_add_a_bound_a_task_family_and_a_critic(plugin, tmp_path):
         [[grid]]
         bounds = ["shifted_dv", "infonce"]
         critics = ["dot", "separable"]
+        [[grid]]
+        name = "encoded"
+        bounds = ["infonce"]
+        encoder = "tanh"
+        embed_dim = 3
+        [[grid]]
+        name = "sample"
+        estimators = ["first_correlation"]
+        n_samples = 500
     """))
     df = sweep(str(preset), out=tmp_path / "out", progress=False)
-    assert len(df) == 4 and (df["status"] == "ok").all()
+    assert len(df) == 6 and (df["status"] == "ok").all(), df[["grid", "status", "error"]]
+    assert set(df.loc[df["grid"] == "encoded", "encoder"]) == {"tanh"}
+    assert set(df.loc[df["grid"] == "sample", "bound"]) == {"first_correlation"}
+    df = df[~df["grid"].isin(["encoded", "sample"])]
     assert set(df["bound"]) == {"shifted_dv", "infonce"} and set(df["critic"]) == {"dot", "separable"}
     assert (df["mi_true"] == 0.0).all() and df["mi_estimate"].map(math.isfinite).all()
 

@@ -195,3 +195,10 @@ bounds = ["smile"]
     assert by.loc["torch-mist", "library"] == "torch-mist"
     assert all(math.isfinite(v) for v in df["mi_estimate"])
     assert by.loc["torch-mist", "n_negatives"] == by.loc["mibench", "n_negatives"] == 31
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_adapter_meets_the_library_contract(name):
+    from mibench.testing import check_library
+
+    check_library("torch-mist", bound=name)
