@@ -1,7 +1,8 @@
 """Output files written whole or not at all, and a failed write as one line.
 
 The report's tables and figures are written to a temporary name beside their path and renamed
-over it once complete (``writing``, ``write_text``), so a full disk or a killed process leaves
+over it once complete (``writing``, ``write_text``; ``write_durable`` also syncs to disk first,
+for the results folder's records), so a full disk or a killed process leaves
 the old file or none, never a truncated one. Every write failure (no space left, a read-only
 folder, a file where a folder should be) is a ``ConfigError`` naming the path and the cause,
 which the CLI prints as one line (exit 2).
@@ -72,3 +73,30 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     with writing(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+@contextlib.contextmanager
+def failing_as(path: str | os.PathLike, error: type[ConfigError] = ConfigError) -> Iterator[None]:
+    """Turn an OSError in the block into ``error`` "cannot write PATH: CAUSE" (one line)."""
+    try:
+        yield
+    except OSError as exc:
+        raise error(f"cannot write {path}: {cause(exc)}") from None
+
+
+def write_durable(path: str | os.PathLike, text: str, error: type[ConfigError] = ConfigError) -> None:
+    """``text`` as the UTF-8 file ``path``, whole or not at all and on disk (fsync) before it is
+    renamed into place: for the records a killed worker must not lose (results, claims, the plan).
+    An OSError becomes ``error`` naming the path."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with failing_as(path, error):
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()

@@ -28,7 +28,7 @@ import pandas as pd
 from .atomic import make_folder, write_text
 from .interface import ConfigError
 from .stats import bmi_fails, cell_ids
-from .tables import MISSING, _latex, _latex_escape, _markdown, _varying_params, write_csv
+from .tables import MISSING, latex_table, latex_escape, markdown_table, varying_params, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def task_name(cells: pd.DataFrame) -> pd.Series:
     names = cells["task_params"].map(lambda p: task_params_dict(p).get("name"))
     if names.notna().all():
         return names.astype(str)
-    varying = _varying_params(cells)
+    varying = varying_params(cells)
     return varying if varying is not None else cells["task_params"].astype(str)
 
 
@@ -208,7 +208,7 @@ def write_bmi_table(wide: pd.DataFrame, out_dir: str | os.PathLike, stem: str = 
         note += ("; BMI's fail filter: runs of neural estimators below 0 or below 0.1 × the best run of "
                  "their cell left out, \"(k dropped)\"")
     view = bmi_display(wide)
-    write_text(paths[1], _markdown(view, {}, note))
-    write_text(paths[2], _latex(view, {}, _latex_escape(note)))
+    write_text(paths[1], markdown_table(view, {}, note))
+    write_text(paths[2], latex_table(view, {}, latex_escape(note)))
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths

@@ -58,11 +58,12 @@ class WorkOrder:
     progress: bool = False
 
     def save(self, path: Path) -> Path:
-        from .store import _write_atomic, _writing
+        from .atomic import failing_as, write_durable
+        from .store import StoreError
 
-        with _writing(path.parent):
+        with failing_as(path.parent, StoreError):
             path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, json.dumps(asdict(self)))
+        write_durable(path, json.dumps(asdict(self)), StoreError)
         return path
 
     def run_ids(self) -> list[str]:
@@ -191,7 +192,8 @@ def run_plan(plan, opts: Options, *, data_dir: str | None = None, threads: int |
     the sweep id (None for a dry run). SIGTERM or SIGINT stop the sweep (``Stopped``): workers
     are stopped, claims released, and the runs finished so far merged."""
     from .local import stop_on_signals
-    from .store import Store, _write_atomic
+    from .atomic import write_durable
+    from .store import Store, StoreError
 
     for device, n in plan.absent.items():
         log.warning("device %s not available here; skipping its %d runs", device, n)
@@ -216,9 +218,9 @@ def run_plan(plan, opts: Options, *, data_dir: str | None = None, threads: int |
     store = Store(plan.out_dir)
     store.check_writable()
     sweep_id = uuid.uuid4().hex[:12]
-    _write_atomic(plan.out_dir / PLAN_FILE, json.dumps({
+    write_durable(plan.out_dir / PLAN_FILE, json.dumps({
         "sweep_id": sweep_id, "preset": plan.preset.name, "executor": opts.executor,
-        "planned": [s.run_id for s in plan.specs], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+        "planned": [s.run_id for s in plan.specs], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}), StoreError)
     store.merge()
     if not plan.todo:
         return sweep_id

@@ -30,7 +30,7 @@ import pandas as pd
 from .bmi_table import task_params_dict
 from .interface import ConfigError
 from .stats import key_text
-from .tables import _fmt_seeds
+from .tables import seeds_text
 
 #: The fields each kind of run must agree on, by the name a refusal gives them.
 SAMPLE_FIELDS = ("sample size", "seeds")
@@ -88,7 +88,7 @@ def protocol_fields(runs: pd.DataFrame) -> pd.DataFrame:
 def _values(rows: pd.DataFrame, field: str) -> str:
     """The values a folder's runs hold for ``field``, as text ("0-9" for seeds)."""
     if field == "seeds":
-        return _fmt_seeds(tuple(sorted({int(s) for s in rows["seed"].dropna()})))
+        return seeds_text(tuple(sorted({int(s) for s in rows["seed"].dropna()})))
     return " | ".join(sorted(set(rows[field])))
 
 

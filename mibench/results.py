@@ -137,15 +137,15 @@ def git_commit() -> str | None:
 _SETTINGS = ("spec", "bound_options")
 
 
-def _clean(value: Any, setting: bool = False) -> Any:
+def json_ready(value: Any, setting: bool = False) -> Any:
     """JSON has no NaN/inf: measurements store them as null; settings (``_SETTINGS``) store an
     infinity as "inf" / "-inf", which the option checks read back as the number."""
     if isinstance(value, float) and not math.isfinite(value):
         return ("inf" if value > 0 else "-inf") if setting and not math.isnan(value) else None
     if isinstance(value, dict):
-        return {k: _clean(v, setting or k in _SETTINGS) for k, v in value.items()}
+        return {k: json_ready(v, setting or k in _SETTINGS) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v, setting) for v in value]
+        return [json_ready(v, setting) for v in value]
     return value
 
 
@@ -154,7 +154,7 @@ def append_jsonl(path: Path, records: dict[str, Any] | list[dict[str, Any]]) -> 
     A write that fails (no space left) is undone: the file is cut back to its old length."""
     path.parent.mkdir(parents=True, exist_ok=True)
     records = [records] if isinstance(records, dict) else records
-    line = "".join(json.dumps(_clean(r), sort_keys=True) + "\n" for r in records)
+    line = "".join(json.dumps(json_ready(r), sort_keys=True) + "\n" for r in records)
     with open(path, "ab+") as f:
         start = f.seek(0, os.SEEK_END)
         if start > 0:               # a run killed mid-write may have left a line unfinished
@@ -223,7 +223,7 @@ def scan_pending(out_dir: str | os.PathLike) -> tuple[list[tuple[Path, dict[str,
         except ValueError:                # not UTF-8, or not JSON
             record, problem = None, "a record that does not parse"
         else:
-            problem = _record_problem(record)
+            problem = record_problem(record)
         if problem:
             _warn_once(path, 1, problem)
             bad.append((path, problem))
@@ -239,12 +239,12 @@ def pending_records(out_dir: str | os.PathLike) -> list[tuple[Path, dict[str, An
     return scan_pending(out_dir)[0]
 
 
-def _record_problem(record: Any) -> str | None:
+def record_problem(record: Any) -> str | None:
     """Why a pending record is not usable, or None. A record whose row is good but whose trace
     is not is usable: its row is kept, its trace skipped."""
     if not isinstance(record, dict) or not isinstance(record.get("row"), dict):
         return 'a record that is not {"row": {...}, "trace": {...}}'
-    problem = _problem(record["row"])
+    problem = row_problem(record["row"])
     return problem and f"a record holding {problem}"
 
 
@@ -252,7 +252,7 @@ def _number_or_none(value: Any) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
-def _problem(row: Any) -> str | None:
+def row_problem(row: Any) -> str | None:
     """Why ``row`` is not a usable run row, or None."""
     if not isinstance(row, dict):
         return "a line that is not a run row (not an object)"
@@ -294,7 +294,7 @@ def iter_rows(out_dir: str | os.PathLike) -> Iterator[dict[str, Any]]:
     valid are reported once (file and line) and skipped."""
     path = Path(out_dir) / RUNS_FILE
     for number, row in _numbered(path):
-        problem = _problem(row)
+        problem = row_problem(row)
         if problem:
             _warn_once(path, number, problem)
             continue

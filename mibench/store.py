@@ -33,8 +33,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
+from .atomic import failing_as, write_durable
 from .interface import ConfigError
-from .results import (CORRUPT_DIR, FINISHED, PENDING_DIR, RUNS_FILE, TRACES_FILE, _clean, _problem, append_jsonl,
+from .results import (CORRUPT_DIR, FINISHED, PENDING_DIR, RUNS_FILE, TRACES_FILE, json_ready, row_problem, append_jsonl,
                       read_jsonl, scan_pending, trace_problem)
 
 CLAIMS_DIR = "claims"
@@ -53,30 +54,6 @@ class StoreError(ConfigError):
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@contextlib.contextmanager
-def _writing(path: Path) -> Iterator[None]:
-    """Turn an OSError while writing ``path`` into a StoreError that names it and the cause."""
-    try:
-        yield
-    except OSError as exc:
-        cause = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise StoreError(f"cannot write {path}: {cause}") from None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with _writing(path):
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
 
 
 def _alive(owner: str) -> bool:
@@ -148,10 +125,10 @@ class Store:
             if path.is_dir():
                 raise StoreError(f"cannot write {path}: it is a folder, not a file")
             if name != LOCK_FILE and path.exists():
-                with _writing(path), open(path, "ab"):
+                with failing_as(path, StoreError), open(path, "ab"):
                     pass
         for folder in (self.dir, self.pending, self.claims):
-            with _writing(folder):
+            with failing_as(folder, StoreError):
                 folder.mkdir(parents=True, exist_ok=True)
                 probe = folder / f".probe-{uuid.uuid4().hex[:8]}"
                 try:                                   # about what one run's record takes
@@ -168,7 +145,7 @@ class Store:
         """Claim a run for this process, or None when a live worker holds it."""
         path = self.claims / run_id
         for _ in range(3):
-            with _writing(path):
+            with failing_as(path, StoreError):
                 try:
                     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
                 except FileExistsError:
@@ -181,7 +158,7 @@ class Store:
                 _take_away(path)
                 continue
             try:
-                with _writing(path), os.fdopen(fd, "w") as f:
+                with failing_as(path, StoreError), os.fdopen(fd, "w") as f:
                     f.write(json.dumps({"worker": worker_name(), "since": time.time()}))
             except StoreError:
                 with contextlib.suppress(OSError):
@@ -229,10 +206,10 @@ class Store:
     # ---------------------------------------------------------------- records
     def put(self, row: dict[str, Any], trace: dict[str, Any]) -> Path:
         """Write one finished run as its own record, atomically."""
-        with _writing(self.pending):
+        with failing_as(self.pending, StoreError):
             self.pending.mkdir(parents=True, exist_ok=True)
         path = self.pending / f"{row['run_id']}-{row['record_id']}.json"
-        _write_atomic(path, json.dumps(_clean({"row": row, "trace": trace}), sort_keys=True))
+        write_durable(path, json.dumps(json_ready({"row": row, "trace": trace}), sort_keys=True), StoreError)
         return path
 
     @contextlib.contextmanager
@@ -252,7 +229,7 @@ class Store:
             except OSError as exc:
                 raise StoreError(f"cannot write {lock}: {os.strerror(exc.errno or errno.EIO)}") from None
         try:
-            with _writing(lock), os.fdopen(fd, "w") as f:
+            with failing_as(lock, StoreError), os.fdopen(fd, "w") as f:
                 f.write(json.dumps({"worker": worker_name(), "since": time.time()}))
             yield True
         finally:
@@ -288,7 +265,7 @@ class Store:
         if not paths:
             return
         folder = self.dir / CORRUPT_DIR
-        with _writing(folder):
+        with failing_as(folder, StoreError):
             folder.mkdir(exist_ok=True)
         for path in paths:
             with contextlib.suppress(OSError):
@@ -296,7 +273,7 @@ class Store:
                 log.warning("moved %s, which is not a run record, to %s", path, folder)
 
     def _append(self, path: Path, records: list[dict[str, Any]]) -> None:
-        with _writing(path):
+        with failing_as(path, StoreError):
             append_jsonl(path, records)
 
 
@@ -311,7 +288,7 @@ class FinishedIndex:
         self._offset = 0
 
     def _counts(self, row: Any) -> bool:
-        return (_problem(row) is None and row["status"] in FINISHED
+        return (row_problem(row) is None and row["status"] in FINISHED
                 and (self.sweep_id is None or row.get("sweep_id") == self.sweep_id))
 
     def _read_runs(self) -> None:

@@ -78,7 +78,7 @@ def _fmt_plain(value: Any) -> str:
     return str(value)
 
 
-def _fmt_seeds(seeds: Any) -> str:
+def seeds_text(seeds: Any) -> str:
     """(0, 1, 2, 3, 7, 8) -> "0-3,7,8": the seeds of a cell, three or more consecutive ones
     as a range."""
     if not isinstance(seeds, (tuple, list)) or not seeds:
@@ -94,7 +94,7 @@ def _fmt_seeds(seeds: Any) -> str:
     return ",".join(parts)
 
 
-def _varying_params(summary: pd.DataFrame) -> pd.Series | None:
+def varying_params(summary: pd.DataFrame) -> pd.Series | None:
     """The task parameters that differ between rows, as "key=value" text (None when none do)."""
     if "task_params" not in summary or len(summary) < 2:
         return None
@@ -117,7 +117,7 @@ def _take_constant(view: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
             if c in view and view[c].nunique(dropna=False) == 1:
                 value = view[c].iloc[0]
                 if not _missing(value):
-                    constant[DISPLAY[c]] = _fmt_seeds(value) if c == "seeds" else value
+                    constant[DISPLAY[c]] = seeds_text(value) if c == "seeds" else value
                 view = view.drop(columns=c)
     return view, constant
 
@@ -140,7 +140,7 @@ def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     if "mi_true_stderr" in view and not (pd.to_numeric(view["mi_true_stderr"], errors="coerce") > 0).any():
         view = view.drop(columns="mi_true_stderr")      # every truth exact: nothing to say
     out = pd.DataFrame(index=view.index)
-    varying = _varying_params(summary)
+    varying = varying_params(summary)
     if varying is not None:                              # which task each row is (e.g. BMI's id)
         out["task parameters"] = varying
     for c in view.columns:
@@ -155,7 +155,7 @@ def display_table(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         if c in _DIGITS:
             out[DISPLAY[c]] = view[c].map(lambda v, d=_DIGITS[c]: _fmt(v, d))
         elif c == "seeds":
-            out[DISPLAY[c]] = view[c].map(_fmt_seeds)
+            out[DISPLAY[c]] = view[c].map(seeds_text)
         else:
             out[DISPLAY[c]] = view[c].map(_fmt_plain)
     if units != "nats":
@@ -173,7 +173,7 @@ def _caption(constant: dict[str, Any]) -> str:
     return ", ".join(f"{k} = {v}" for k, v in constant.items())
 
 
-def _latex_escape(text: str) -> str:
+def latex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
                  ("^2", r"$^2$"), ("–", "--")):
         text = text.replace(a, b)
@@ -182,25 +182,25 @@ def _latex_escape(text: str) -> str:
 
 def to_markdown(summary: pd.DataFrame) -> str:
     """The display table (``display_table``) as Markdown, with the constant columns in a line above."""
-    return _markdown(*display_table(summary))
+    return markdown_table(*display_table(summary))
 
 
 def to_latex(summary: pd.DataFrame, caption: str = "") -> str:
     """The display table as a LaTeX ``table`` (booktabs rules), constant columns in the caption."""
-    return _latex(*display_table(summary), caption)
+    return latex_table(*display_table(summary), caption)
 
 
-def _markdown(view: pd.DataFrame, constant: dict[str, Any], note: str = "") -> str:
+def markdown_table(view: pd.DataFrame, constant: dict[str, Any], note: str = "") -> str:
     align = ["right" if num else "left" for num in _numeric_columns(view)]
     text = view.to_markdown(index=False, disable_numparse=True, colalign=align)
     note = ", ".join(filter(None, [_caption(constant), note]))
     return (f"{note}\n\n" if note else "") + text + "\n"
 
 
-def _latex(view: pd.DataFrame, constant: dict[str, Any], caption: str = "") -> str:
+def latex_table(view: pd.DataFrame, constant: dict[str, Any], caption: str = "") -> str:
     fmt = "".join("r" if num else "l" for num in _numeric_columns(view))
-    view = view.rename(columns=lambda c: _latex_escape(str(c))).apply(lambda col: col.map(_latex_escape))
-    text = ", ".join(filter(None, [caption, _latex_escape(_caption(constant))]))
+    view = view.rename(columns=lambda c: latex_escape(str(c))).apply(lambda col: col.map(latex_escape))
+    text = ", ".join(filter(None, [caption, latex_escape(_caption(constant))]))
     styler = view.style.hide(axis="index")
     return styler.to_latex(hrules=True, caption=text or None, position="htbp", position_float="centering",
                            column_format=fmt, environment="table") + "\n"
@@ -292,7 +292,7 @@ def level_display(wide: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     levels = [c for c in wide.columns if c.startswith("I = ") and not c.endswith((" low", " high"))]
     view, constant = _take_constant(wide[ident].copy())
     out = pd.DataFrame({DISPLAY[c]: view[c].map(_fmt_plain) for c in view.columns}, index=wide.index)
-    varying = _varying_params(wide) if "task_params" in wide else None
+    varying = varying_params(wide) if "task_params" in wide else None
     if varying is not None:                              # which variant each row is (e.g. a cubic y)
         out.insert(0, "task parameters", varying)
     out["seeds"] = wide["n_seeds"].astype(str)
@@ -315,8 +315,8 @@ def write_level_table(cells: pd.DataFrame, out_dir: str | os.PathLike, stem: str
     paths = [out / f"{stem}.csv", out / f"{stem}.md", out / f"{stem}.tex"]
     write_csv(wide.rename(columns=lambda c: f"{c} [{units}]" if c.startswith("I = ") else
                           ("seeds" if c == "n_seeds" else DISPLAY.get(c, c))), paths[0])
-    write_text(paths[1], _markdown(view, constant, note))
-    write_text(paths[2], _latex(view, constant, _latex_escape(note)))
+    write_text(paths[1], markdown_table(view, constant, note))
+    write_text(paths[2], latex_table(view, constant, latex_escape(note)))
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 
@@ -369,7 +369,7 @@ def task_display(wide: pd.DataFrame) -> pd.DataFrame:
     ("3–5" when they differ) and one with its median seconds per run over the tasks."""
     estimators = _estimator_columns(wide)
     truth = f"true MI [{wide.attrs.get('units', 'nats')}]"
-    names = _varying_params(wide) if len(wide) > 1 else None
+    names = varying_params(wide) if len(wide) > 1 else None
     rows = pd.DataFrame({"task": names if names is not None else wide["task_params"].map(_fmt_plain),
                          truth: [_truth_text(mi, se) for mi, se in
                                  zip(wide["mi_true"], wide.get("mi_true_stderr", [math.nan] * len(wide)))]})
@@ -400,8 +400,8 @@ def write_task_table(cells: pd.DataFrame, labels: pd.Series, out_dir: str | os.P
                                              else DISPLAY.get(c, c).replace("[nats", f"[{units}"))), paths[0])
     view = task_display(wide)
     note = f"bias in {units}; {note}"
-    write_text(paths[1], _markdown(view, {}, note))
-    write_text(paths[2], _latex(view, {}, _latex_escape(note)))
+    write_text(paths[1], markdown_table(view, {}, note))
+    write_text(paths[2], latex_table(view, {}, latex_escape(note)))
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 

@@ -94,13 +94,14 @@ def _read_cached(path: Path, key: dict) -> tuple[float, float, float] | None:
 
 
 def _write_cached(path: Path, record: dict) -> None:
-    from ..store import StoreError, _write_atomic, _writing
+    from ..atomic import failing_as, write_durable
+    from ..interface import ConfigError
 
     try:
-        with _writing(path.parent):
+        with failing_as(path.parent):
             path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
-    except StoreError as exc:
+        write_durable(path, json.dumps(record, indent=1, sort_keys=True))
+    except ConfigError as exc:
         log.warning("%s; the truth is kept in memory only", exc)
 
 

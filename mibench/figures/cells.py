@@ -267,10 +267,10 @@ def fig_truth(summary: pd.DataFrame, *, row_height: float = 0.28):
 
     summary: ``stats.summarize`` rows; needs three or more tasks with estimates.
     """
-    from ..tables import _varying_params
+    from ..tables import varying_params
 
     rows = summary[np.isfinite(pd.to_numeric(summary["mean"], errors="coerce"))].copy()
-    labels = _varying_params(rows)
+    labels = varying_params(rows)
     if labels is None or labels.nunique() < 3:
         raise ValueError("fig_truth: fewer than three tasks with estimates")
     rows["_task"] = labels
