@@ -17,7 +17,7 @@ from ..interface import ConfigError, GroundTruth, Task, number
 from ..registry import unknown_name
 from .family import TaskFamily
 from .gaussian import JointGaussian, chosen_mi
-from .transforms import TransformedTask, _bisect, transformed
+from .transforms import TransformedTask, bisect_increasing, transformed
 
 
 def _dim(value: object, what: str) -> int:
@@ -245,7 +245,7 @@ def mixture_icdf(u: Tensor, mixture) -> Tensor:
         return sum(w * torch.exp(-0.5 * (t - m) ** 2) for w, m in mixture) / math.sqrt(2 * math.pi)
 
     lo, hi = torch.full_like(u, -10.0), torch.full_like(u, 10.0)
-    t = _bisect(cdf, u, lo, hi, steps=10)
+    t = bisect_increasing(cdf, u, lo, hi, steps=10)
     for _ in range(4):
         t = (t - (cdf(t) - u) / pdf(t).clamp_min(1e-300)).clamp(-10.0, 10.0)
     return t

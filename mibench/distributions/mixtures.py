@@ -35,7 +35,7 @@ from torch import Tensor
 
 from ..interface import ConfigError, GroundTruth, Task, number
 from .family import TaskFamily
-from .montecarlo import GaussianMixture, _cache_key, _read_cached, _write_cached, truth_cache_dir
+from .montecarlo import GaussianMixture, cache_key, read_cached, write_cached, truth_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +87,15 @@ def monte_carlo_mi(task: MixtureTask, n: int, seed: int) -> tuple[float, float]:
 @functools.cache
 def cached_truth(cls: type, params: tuple, n: int, seed: int = TRUTH_SEED) -> tuple[float, float, float, bool]:
     """(mi, stderr, seconds it took, whether it came from disk) for the task ``cls(**params)``."""
-    key, digest = _cache_key(cls.__name__, params, n, seed)
+    key, digest = cache_key(cls.__name__, params, n, seed)
     path = truth_cache_dir() / f"{cls.__name__}-{digest}.json"
-    hit = _read_cached(path, key)
+    hit = read_cached(path, key)
     if hit is not None:
         return (*hit, True)
     start = time.perf_counter()
     mi, stderr = monte_carlo_mi(cls(**dict(params), truth_samples=n), n, seed)
     seconds = time.perf_counter() - start
-    _write_cached(path, {"key": key, "mi": mi, "stderr": stderr, "seconds": seconds})
+    write_cached(path, {"key": key, "mi": mi, "stderr": stderr, "seconds": seconds})
     return mi, stderr, seconds, False
 
 

@@ -70,13 +70,13 @@ def truth_cache_dir() -> Path:
     return Path(base) / "mibench" / "truth"
 
 
-def _cache_key(cls_name: str, params: tuple, n: int, seed: int) -> tuple[dict, str]:
+def cache_key(cls_name: str, params: tuple, n: int, seed: int) -> tuple[dict, str]:
     key = {"class": cls_name, "params": dict(params), "n": n, "seed": seed, "version": TRUTH_VERSION}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return key, digest
 
 
-def _read_cached(path: Path, key: dict) -> tuple[float, float, float] | None:
+def read_cached(path: Path, key: dict) -> tuple[float, float, float] | None:
     """(mi, stderr, seconds) from a cache file, or None when it is absent, unreadable, or not a
     valid truth for ``key``."""
     try:
@@ -93,7 +93,7 @@ def _read_cached(path: Path, key: dict) -> tuple[float, float, float] | None:
         return None
 
 
-def _write_cached(path: Path, record: dict) -> None:
+def write_cached(path: Path, record: dict) -> None:
     from ..atomic import failing_as, write_durable
     from ..interface import ConfigError
 

@@ -17,7 +17,7 @@ from torch import Tensor
 from ..interface import ConfigError, GroundTruth
 
 
-def _bisect(f: Callable[[Tensor], Tensor], target: Tensor, lo: Tensor, hi: Tensor, steps: int = 48) -> Tensor:
+def bisect_increasing(f: Callable[[Tensor], Tensor], target: Tensor, lo: Tensor, hi: Tensor, steps: int = 48) -> Tensor:
     """Solve f(t) = target for an increasing f on [lo, hi], elementwise, by bisection (a fixed
     number of vectorised steps, whatever the batch size)."""
     for _ in range(steps):
@@ -123,7 +123,7 @@ class Wiggly(_Monotone):
     def inverse(self, t):
         reach = sum(abs(a) for a, _, _ in WIGGLES[self.side])     # |forward(t) - t| <= reach
         s = t.double()
-        return _bisect(self.forward, s, s - reach, s + reach, steps=60).to(t.dtype)
+        return bisect_increasing(self.forward, s, s - reach, s + reach, steps=60).to(t.dtype)
 
 
 SPIRAL_PLANES = {"x": (0, 1), "y": (1, 2)}     # BMI's so(n) generators: plane (0, 1) on x, (1, 2) on y

@@ -21,8 +21,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..stats import staircase_runs
 from .lines import LINE, keep_lines, natural, per_cell, pooled_note, with_lines
-from .style import (LOG_K, TRUTH, _compact, _encodings, _legend, _logk_handle, _new_figure, _ok, _ordered,
-                    _styled, _truth_handle, bound_colors, bound_label)
+from .style import (LOG_K, TRUTH, _compact, _encodings, _legend, _logk_handle, new_figure, _ok, _ordered,
+                    styled, _truth_handle, bound_colors, bound_label)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # 3. Bias and sd vs true MI
 
 
-@_styled
+@styled
 def fig_bias_sd(summary: pd.DataFrame, *, sd: str = "within_sd", height: float = 3.3):
     """Bias and spread [nats] vs true MI [nats], one line per bound, line style per critic;
     every point a cell of the summary (never a mean of cells).
@@ -52,7 +52,7 @@ def fig_bias_sd(summary: pd.DataFrame, *, sd: str = "within_sd", height: float =
     if rows.empty:
         raise ValueError("fig_bias_sd: no bound/critic with estimates at two or more true MI values")
     lines, critics, colors, styles = _encodings(rows)
-    fig, (ax_b, ax_s) = _new_figure(height, nrows=2)
+    fig, (ax_b, ax_s) = new_figure(height, nrows=2)
     for (bound, critic, label), d in rows.groupby(["bound", "critic", LINE]):
         d = d.sort_values(["mi_true", "task_params"] if "task_params" in d else "mi_true", kind="stable")
         ls, marker = styles[critic]
@@ -91,7 +91,7 @@ def fig_bias_sd(summary: pd.DataFrame, *, sd: str = "within_sd", height: float =
 # 4. Estimate vs number of negatives
 
 
-@_styled
+@styled
 def fig_negatives(runs: pd.DataFrame, *, height: float = 2.6):
     """Held-out estimate [nats] vs K negatives per positive (log axis), one line per bound and
     critic, each point a cell: mean ± sd over its runs (seeds), with ln(K + 1) dotted and the
@@ -109,7 +109,7 @@ def fig_negatives(runs: pd.DataFrame, *, height: float = 2.6):
         raise ValueError("fig_negatives: no bound with estimates at two or more K")
     lines, critics, colors, styles = _encodings(agg)
     steps = sorted(set(agg["steps"]))
-    fig, (ax,) = _new_figure(height)
+    fig, (ax,) = new_figure(height)
     for (bound, critic, label), d in agg.groupby(["bound", "critic", LINE], sort=True):
         d = d.sort_values("n_negatives", kind="stable")
         ls, marker = styles[critic]
@@ -138,7 +138,7 @@ def fig_negatives(runs: pd.DataFrame, *, height: float = 2.6):
 # 5. Throughput
 
 
-@_styled
+@styled
 def fig_throughput(runs: pd.DataFrame, *, bar_height: float = 0.2):
     """Training throughput [pairs/s], median over runs, one bar per device for each bound (and
     critic / K when those vary); a log axis when the fastest is over 20x the slowest.
@@ -179,7 +179,7 @@ def fig_throughput(runs: pd.DataFrame, *, bar_height: float = 0.2):
     labels = agg.sort_values(["_order", "critic", "k", "_natural"], kind="stable")["_label"].drop_duplicates().tolist()
     devices = sorted(set(agg["device"]), key=lambda d: (d != "cpu", d))
     n_bars = len(labels)
-    fig, (ax,) = _new_figure(0.9 + n_bars * bar_height * max(1, len(devices)) * 0.75)
+    fig, (ax,) = new_figure(0.9 + n_bars * bar_height * max(1, len(devices)) * 0.75)
     sns.barplot(data=agg, y="_label", x="pairs_per_s", hue="device", order=labels, hue_order=devices,
                 orient="h", ax=ax, palette=sns.color_palette("gray", len(devices) + 1)[:len(devices)]
                 if len(devices) > 1 else ["0.45"], legend=len(devices) > 1)
@@ -220,7 +220,7 @@ def fig_throughput(runs: pd.DataFrame, *, bar_height: float = 0.2):
 # 6. Embedding of a trained image encoder
 
 
-@_styled
+@styled
 def fig_embedding(emb: pd.DataFrame, *, run: dict | pd.Series | None = None, class_name: str = "digit",
                   height: float = 3.0):
     """Scatter of the first two principal components of the embeddings, coloured by class.
@@ -230,7 +230,7 @@ def fig_embedding(emb: pd.DataFrame, *, run: dict | pd.Series | None = None, cla
         ``DIR/embeddings/<run_id>.csv``. run: the run's row, to state the held-out estimate
         against the true MI [nats] in the title.
     """
-    fig, (ax,) = _new_figure(height)
+    fig, (ax,) = new_figure(height)
     labels = sorted(set(emb["label"]))
     sns.scatterplot(data=emb, x="pc1", y="pc2", hue="label", hue_order=labels,
                     palette=sns.color_palette("tab10", len(labels)), s=4, linewidth=0, alpha=0.8,
@@ -258,7 +258,7 @@ def fig_embedding(emb: pd.DataFrame, *, run: dict | pd.Series | None = None, cla
 # 7. Estimate against truth, task by task
 
 
-@_styled
+@styled
 def fig_truth(summary: pd.DataFrame, *, row_height: float = 0.28):
     """Held-out estimate [nats] against the truth, one row per task (the task parameters that
     vary between cells, e.g. BMI's task id), rows ordered by true MI: the truth a black bar, each
@@ -277,7 +277,7 @@ def fig_truth(summary: pd.DataFrame, *, row_height: float = 0.28):
     rows = with_lines(rows, encoded=("bound", "critic", "task_params"))
     order = rows.groupby("_task")["mi_true"].first().sort_values().index.tolist()
     lines, critics, colors, styles = _encodings(rows)
-    fig, (ax,) = _new_figure(0.9 + row_height * len(order))
+    fig, (ax,) = new_figure(0.9 + row_height * len(order))
     pos = {t: i for i, t in enumerate(order)}
     markers = sorted(rows.groupby(["bound", "critic", LINE]).groups,
                      key=lambda bcl: (lines.index((bcl[0], bcl[2])), bcl[1]))
@@ -335,7 +335,7 @@ def _truth_groups(rows: pd.DataFrame, markers: list) -> tuple[list[float], dict]
     return truths, x
 
 
-@_styled
+@styled
 def fig_estimate_vs_truth(summary: pd.DataFrame, *, panel_height: float = 2.3):
     """Held-out estimate against the true MI [nats], one panel per task family, every
     estimator (bounds of each library, sample estimators) a colour and marker, with its 95 %
@@ -363,7 +363,7 @@ def fig_estimate_vs_truth(summary: pd.DataFrame, *, panel_height: float = 2.3):
     rows["_marker"] = list(zip(rows["bound"], rows["critic"], rows[LINE]))
     families = sorted(rows["family"].unique())
     lines, critics, colors, styles = _encodings(rows)
-    fig, axes = _new_figure(0.8 + panel_height * len(families), nrows=len(families), sharex=False)
+    fig, axes = new_figure(0.8 + panel_height * len(families), nrows=len(families), sharex=False)
     markers = sorted(rows.groupby(["bound", "critic", LINE]).groups,
                      key=lambda bcl: (lines.index((bcl[0], bcl[2])), str(bcl[1])))
     for ax, family in zip(axes, families):

@@ -16,13 +16,13 @@ from ..interface import level_of_step
 from ..stats import staircase_runs
 from .lines import LINE, params_of, with_lines
 from .style import (LOG_K, LOGK_LABEL, TRUTH, _auto_window, _encodings, _fmt_mi, _legend, _logk_handle,
-                    _new_figure, _ok, _smooth, _styled, _test_handle, _truth_handle, _ylim)
+                    new_figure, _ok, _smooth, styled, _test_handle, _truth_handle, _ylim)
 
 # --------------------------------------------------------------------------------------------
 # 1. Estimate vs training step
 
 
-@_styled
+@styled
 def fig_training(traces: pd.DataFrame, runs: pd.DataFrame, *, smooth: int | None = None,
                  panel_height: float = 1.3):
     """Estimate [nats] vs training step, one line per (bound, critic), one panel per task
@@ -52,7 +52,7 @@ def fig_training(traces: pd.DataFrame, runs: pd.DataFrame, *, smooth: int | None
     runs = with_lines(runs.assign(_panel=[panels.index(key) for key in keys]), encoded=("bound", "critic", "_panel"))
     multi_k = len({k for _, k, _ in panels}) > 1
     shared = pd.Series([(m, k) for m, k, _ in panels]).value_counts()       # tasks of one truth and K
-    fig, axes = _new_figure(panel_height * len(panels) + 0.55, nrows=len(panels))
+    fig, axes = new_figure(panel_height * len(panels) + 0.55, nrows=len(panels))
     lines, critics, colors, styles = _encodings(runs)
     meta = runs.set_index("run_id")
     data = traces[traces["run_id"].isin(meta.index)].reset_index(drop=True)
@@ -115,7 +115,7 @@ def _task_text(task: str, others: list[str]) -> str:
 # 2. Staircase
 
 
-@_styled
+@styled
 def fig_staircase(traces: pd.DataFrame, runs: pd.DataFrame, *, smooth: int | None = None,
                   panel_height: float = 1.7):
     """Traced training estimates [nats] while the true MI steps up (Poole et al. 2019, fig. 2):
@@ -135,7 +135,7 @@ def fig_staircase(traces: pd.DataFrame, runs: pd.DataFrame, *, smooth: int | Non
         raise ValueError("fig_staircase: no finished staircase runs with traces")
     runs = with_lines(runs)
     lines, critics, colors, _ = _encodings(runs)
-    fig, axes = _new_figure(panel_height * len(critics) + 0.55, nrows=len(critics))
+    fig, axes = new_figure(panel_height * len(critics) + 0.55, nrows=len(critics))
     meta = runs.set_index("run_id")
     data = traces[traces["run_id"].isin(meta.index)].reset_index(drop=True)
     data = data.join(meta[["bound", "critic", LINE, "steps", "staircase"]], on="run_id")

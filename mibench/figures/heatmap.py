@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib import colormaps
 
 from ..tables import MISSING
-from .style import WIDTH, _new_figure, _styled
+from .style import WIDTH, new_figure, styled
 
 #: The colour scale: log(estimate / truth) clipped to [-CLIP, CLIP], red above the truth, blue
 #: below, white on it (BMI's RdBu_r from -1 to 1).
@@ -25,7 +25,7 @@ _CELL_W, _CELL_H = 0.3, 0.16      # inches
 _FONT = 5.0
 
 
-@_styled
+@styled
 def fig_heatmap(wide: pd.DataFrame):
     """Task × estimator, BMI's heatmap: a row per task in the table's order (the preset's), a
     column per estimator as the table labels it, and a last column with the truth. A cell's
@@ -49,7 +49,7 @@ def fig_heatmap(wide: pd.DataFrame):
     n_tasks, n_cols = colour.shape
 
     width = max(WIDTH, 1.9 + _CELL_W * n_cols + 0.5)
-    fig, (ax,) = _new_figure(1.4 + _CELL_H * n_tasks, sharex=False)
+    fig, (ax,) = new_figure(1.4 + _CELL_H * n_tasks, sharex=False)
     fig.set_figwidth(width)
     cmap = colormaps[CMAP].with_extremes(bad=NO_COLOUR)
     mesh = ax.pcolormesh(np.ma.masked_invalid(colour), cmap=cmap, vmin=-CLIP, vmax=CLIP,

@@ -1,8 +1,8 @@
 """The figures' shared look: one-column size and rc style, a colour per bound, a line style
 and marker per critic, the reference lines (truth, ln(K + 1)), legends, saving.
 
-Every figure is a ``matplotlib.figure.Figure`` (``_new_figure``, no pyplot state), built under
-``STYLE`` (``_styled``) and written by ``save_figure`` as PNG and PDF. Bounds are shown by
+Every figure is a ``matplotlib.figure.Figure`` (``new_figure``, no pyplot state), built under
+``STYLE`` (``styled``) and written by ``save_figure`` as PNG and PDF. Bounds are shown by
 their registered label (``mibench.bounds.BOUNDS[name].label``) in registry order.
 """
 
@@ -80,7 +80,7 @@ def _ordered(names: Iterable[str]) -> list[str]:
     return sorted(set(names), key=lambda n: (order.index(n) if n in order else len(order), str(n)))
 
 
-def _new_figure(height: float, nrows: int = 1, ncols: int = 1, sharex: bool = True, **kw):
+def new_figure(height: float, nrows: int = 1, ncols: int = 1, sharex: bool = True, **kw):
     """A constrained-layout Figure (no pyplot) and its axes as a flat list."""
     fig = Figure(figsize=(WIDTH, height), layout="constrained")
     FigureCanvasAgg(fig)          # render with Agg whatever pyplot's backend is
@@ -88,7 +88,7 @@ def _new_figure(height: float, nrows: int = 1, ncols: int = 1, sharex: bool = Tr
     return fig, list(axes.ravel())
 
 
-def _styled(fn):
+def styled(fn):
     """Build the figure under STYLE (rc values are read when artists are created)."""
 
     @functools.wraps(fn)
