@@ -82,8 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .executors import sweep
-    from .results import PENDING_DIR, RUNS_FILE, default_out_dir, pending_records
-    from .store import LOCK_FILE
+    from .layout import LOCK_FILE, PENDING_DIR, RUNS_FILE
+    from .results import default_out_dir, pending_records
     from .tables import run_table
 
     overrides = {"bounds": args.bounds, "critics": args.critics, "negatives": args.negatives,
@@ -165,7 +165,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .report import make_report, stale_outputs
-    from .results import PENDING_DIR, RUNS_FILE
+    from .layout import PENDING_DIR, RUNS_FILE
 
     _quiet_font_subsetting()
     ref = Path(args.reference)

@@ -19,7 +19,8 @@ from .bmi_table import bmi_table, log_ratios, spans_tasks, write_bmi_table
 from .figures import make_figures
 from .interface import ConfigError
 from .pool import check_out, check_poolable
-from .results import PENDING_DIR, RUNS_FILE, load_results, load_traces
+from .layout import PENDING_DIR, RUNS_FILE, Folder
+from .results import load_results, load_traces
 from .stats import FAIL_FILTERS, cells_of, in_units, staircase_runs, staircase_summary, summarize, with_library
 from .tables import (MI_NOTE, STAIRCASE_NOTE, has_mi_levels, to_markdown, write_csv, write_level_table,
                      write_tables, write_task_table)
@@ -27,13 +28,12 @@ from .tables import (MI_NOTE, STAIRCASE_NOTE, has_mi_levels, to_markdown, write_
 #: DIR/embeddings/<run_id>.csv: columns pc1, pc2 (the 2-d PCA of a trained x encoder's
 #: embeddings of a fixed sample of test images, embedding units) and label (int class),
 #: written with the run by ``save_model`` runs of image tasks.
-EMBEDDINGS_DIR = "embeddings"
 
 
 def load_embeddings(results_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
     """The folder's embedding files, run_id (the file stem) -> DataFrame (pc1, pc2, label),
     in file-name order; {} when there are none."""
-    return {path.stem: pd.read_csv(path) for path in sorted((Path(results_dir) / EMBEDDINGS_DIR).glob("*.csv"))}
+    return {path.stem: pd.read_csv(path) for path in Folder(results_dir).embeddings()}
 
 
 #: Columns that tell one estimator from another in the ranking, after its library and name.

@@ -1,7 +1,8 @@
 """Run rows: their schema (``RunRow``) and how a results folder is read.
 
-A results folder holds ``runs.jsonl`` and ``traces.jsonl`` (a line per run) and ``pending/``, a
-file per finished run that has not been merged into them yet (``mibench.store`` writes both).
+A results folder (``mibench.layout``) holds ``runs.jsonl`` and ``traces.jsonl`` (a line per run)
+and ``pending/``, a file per finished run that has not been merged into them yet
+(``mibench.store`` writes both).
 Readers see both. A line that does not parse, or is not a run row with its required fields (of
 their types), is reported once (file and line) and skipped; a row without its required fields is
 not finished. So are a pending file that is not a record (a merge moves it to ``corrupt/``) and a
@@ -20,15 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .layout import CORRUPT_DIR, PENDING_DIR, RUNS_FILE, TRACES_FILE
+
 log = logging.getLogger(__name__)
 
 # 2: run ids hash what is trained and evaluated (grid names and output options left out);
 #    rows carry schema_version, grids and git_commit. Rows of schema 1 are read as they are and
 #    get their schema-2 id from ``mibench.plan.upgrade_row`` when a sweep resumes.
 SCHEMA_VERSION = 2
-RUNS_FILE = "runs.jsonl"
-TRACES_FILE = "traces.jsonl"
-PENDING_DIR = "pending"         # finished runs not yet merged into runs.jsonl, a file each
 FINISHED = ("ok", "diverged")   # statuses a resumed sweep does not redo; "error" runs are retried
 REQUIRED = ("run_id", "status")                  # a row without these is skipped
 REQUIRED_FINISHED = ("mi_true", "mi_estimate")   # ... and a finished one also needs these
@@ -199,9 +199,6 @@ def _numbered(path: Path) -> Iterator[tuple[int, Any]]:
                 yield number, json.loads(line)
             except json.JSONDecodeError:
                 _warn_once(path, number, "a broken line (an interrupted write)")
-
-
-CORRUPT_DIR = "corrupt"          # pending records that are not records, moved aside by a merge
 
 
 def scan_pending(out_dir: str | os.PathLike) -> tuple[list[tuple[Path, dict[str, Any]]], list[tuple[Path, str]]]:

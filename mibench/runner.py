@@ -28,6 +28,7 @@ from .distributions import TASK_FAMILIES
 from .estimators import TransformedEstimator, estimator_for
 from .interface import ConfigError, HasLabels, NeedsData, Task, level_of_step
 from .plan import RunSpec
+from .layout import Folder
 from .results import RunRow, git_commit
 from .sample import run_sample
 from .store import worker_name
@@ -173,8 +174,9 @@ def save_outputs(spec: RunSpec, estimator: TransformedEstimator, heldout: Task, 
     """With ``save_model``: the weights (DIR/models/RUN_ID.pt) and, for tasks with labelled
     items, the 2-d PCA of the x encoder's embeddings of 2000 fixed held-out items
     (DIR/embeddings/RUN_ID.csv: pc1, pc2, label), which the embedding figure draws."""
-    (out_dir / "models").mkdir(parents=True, exist_ok=True)
-    torch.save({"spec": spec.to_dict(), "state_dict": estimator.state_dict()}, out_dir / "models" / f"{spec.run_id}.pt")
+    folder = Folder(out_dir)
+    folder.model(spec.run_id).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"spec": spec.to_dict(), "state_dict": estimator.state_dict()}, folder.model(spec.run_id))
     if isinstance(heldout, HasLabels):
         import pandas as pd
 
@@ -187,9 +189,9 @@ def save_outputs(spec: RunSpec, estimator: TransformedEstimator, heldout: Task, 
         z = z - z.mean(0, keepdim=True)
         _, _, v = torch.linalg.svd(z, full_matrices=False)
         pcs = (z @ v[:2].T).numpy()
-        (out_dir / "embeddings").mkdir(parents=True, exist_ok=True)
+        folder.embedding(spec.run_id).parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"pc1": pcs[:, 0], "pc2": pcs[:, 1], "label": labels.numpy()}).to_csv(
-            out_dir / "embeddings" / f"{spec.run_id}.csv", index=False, float_format="%.17g")
+            folder.embedding(spec.run_id), index=False, float_format="%.17g")
 
 
 def _versions() -> dict[str, str]:

@@ -35,11 +35,9 @@ from typing import Any, Iterator
 
 from .atomic import failing_as, write_durable
 from .interface import ConfigError
-from .results import (CORRUPT_DIR, FINISHED, PENDING_DIR, RUNS_FILE, TRACES_FILE, json_ready, row_problem, append_jsonl,
-                      read_jsonl, scan_pending, trace_problem)
+from .layout import CLAIMS_DIR, CORRUPT_DIR, LOCK_FILE, PENDING_DIR, RUNS_FILE, TRACES_FILE
+from .results import FINISHED, append_jsonl, json_ready, read_jsonl, row_problem, scan_pending, trace_problem
 
-CLAIMS_DIR = "claims"
-LOCK_FILE = "merge.lock"
 HEARTBEAT_S = 30.0          # a claim holder touches its claim this often
 STALE_S = 300.0             # a claim (or merge lock) untouched this long is abandoned
 WRITE_GRACE_S = 10.0        # ... and one that names no worker this long (not a claim) too
