@@ -1,21 +1,23 @@
-"""Copy generated tables into the README, so its numbers are the committed results' own.
+"""Copy generated tables into the documentation, so its numbers are the committed results' own.
 
-A block in README.md between
+A block in README.md or in a page of docs/ between
 
     <!-- generated: results/reference/FOLDER/TABLE.md -->
     <!-- end generated -->
 
 is replaced by the Markdown table of that file (written by `mibench report` / `mibench
-figures`), without its caption line. Two options may follow the path:
+figures`), without its caption line. The path is relative to the repository's root, whichever
+file holds the block. Two options may follow the path:
 
 - `rows grid=separable,joint` keeps only the rows whose `grid` column is one of those values, in
   that order (any column of the table can be named);
 - `columns grid; estimator; bias [nats]` keeps only those columns, in that order.
 
-    python scripts/readme_tables.py           # rewrite the blocks in README.md
+    python scripts/readme_tables.py           # rewrite the blocks in README.md and docs/**/*.md
     python scripts/readme_tables.py --check   # exit 1, naming the stale blocks, if any differs
+    python scripts/readme_tables.py FILE ...  # only these files
 
-tests/test_readme.py runs the check, so the README cannot drift from the results.
+tests/test_readme.py runs the check, so the documentation cannot drift from the results.
 """
 
 from __future__ import annotations
@@ -83,26 +85,47 @@ def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
     return BLOCK.sub(fill, text), changed
 
 
+def documents(root: Path = ROOT) -> list[Path]:
+    """The files whose blocks are filled by default: README.md and every page under docs/."""
+    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", help="Markdown files to fill (default: README.md and docs/**/*.md)")
     parser.add_argument("--check", action="store_true", help="only report stale blocks (exit 1 if any)")
-    parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    parser.add_argument("--root", default=str(ROOT), help="the folder block paths are relative to "
+                        "(default: the repository)")
     args = parser.parse_args(argv)
-    readme = Path(args.readme)
-    text = readme.read_text(encoding="utf-8")
+    root = Path(args.root)
+    files = [Path(f) for f in args.files] or documents(root)
+    updates: dict[Path, str] = {}
+    stale: list[str] = []
     try:
-        new, changed = render(text, readme.resolve().parent)
+        for path in files:
+            new, changed = render(path.read_text(encoding="utf-8"), root)
+            if changed:
+                updates[path] = new
+                stale += [f"{_shown(path, root)}: the table from {c} is stale; run python scripts/readme_tables.py"
+                          for c in changed]
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.check:
-        for c in changed:
-            print(f"{readme.name}: the table from {c} is stale; run python scripts/readme_tables.py")
-        return 1 if changed else 0
-    if changed:
-        readme.write_text(new, encoding="utf-8")
-    print(f"{len(changed)} table(s) updated in {readme}")
+        for line in stale:
+            print(line)
+        return 1 if stale else 0
+    for path, new in updates.items():                    # every table was read: nothing half-written
+        path.write_text(new, encoding="utf-8")
+    print(f"{len(stale)} table(s) updated in {len(updates)} file(s)")
     return 0
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":
