@@ -43,7 +43,11 @@ class EstimatorSpec:
     options: tuple[tuple[str, float], ...] = ()
     library: str = "mibench"
 
+    # The run-kind seam (``mibench.plan.RunEstimator``): a neural run is trained by mibench's
+    # loop; its identity holds the training budget and the evaluation (RUN_FIELDS).
     kind: ClassVar[str] = "neural"
+    RUN_FIELDS: ClassVar[tuple[str, ...]] = ("batch_size", "steps", "lr", "device", "seed", "eval_batches",
+                                             "eval_batch_size", "staircase")
 
     def __post_init__(self):
         if not isinstance(self.library, str) or not self.library:
@@ -108,6 +112,47 @@ class EstimatorSpec:
         d.update(self.options)
         d["hidden"], d["encoder_hidden"] = list(self.hidden), list(self.encoder_hidden)
         return d
+
+    @property
+    def is_mibench(self) -> bool:
+        """Built by mibench's registries (else by another library's adapter, ``mibench.libraries``)."""
+        return self.library == "mibench"
+
+    def identity(self, batch_size: int) -> dict[str, Any]:
+        """The estimator's part of a run's identity: K as a number ("all" and B - 1 train alike)
+        and the critic by what the bound really uses (a generative bound ignores the name)."""
+        est = self.to_dict()
+        est["negatives"] = self.n_negatives(batch_size)
+        if self.is_mibench:
+            est["critic"] = BOUNDS[self.bound].critic_name(self.critic)
+        return est
+
+    def row_columns(self, run) -> dict[str, Any]:
+        """The columns of a run's row that this spec and the run's budget decide (``run``: a
+        ``mibench.plan.RunSpec``). Another library's bound has no kind mibench knows."""
+        kind, critic = (BOUNDS[self.bound].kind, BOUNDS[self.bound].critic_name(self.critic)) if self.is_mibench \
+            else ("library", self.critic)
+        return dict(bound=self.bound, bound_kind=kind, critic=critic, encoder=self.encoder, shared_encoder=self.shared,
+                    n_negatives=run.n_negatives, batch_size=run.batch_size, steps=run.steps, epochs=run.epochs,
+                    lr=run.lr, staircase=list(run.staircase), precision=run.precision,
+                    bound_options=dict(self.options), library=self.library)
+
+    @property
+    def checked_when_planned(self) -> bool:
+        """Planning builds mibench's estimators (on the meta device), so a ConfigError when a run
+        builds one is a bug that would fail every run alike; another library's spec is checked
+        only when its run builds it, and its errors are that run's row."""
+        return self.is_mibench
+
+    @property
+    def batchable(self) -> bool:
+        """Whether its seeds can train as one batched model (``batch_seeds``)."""
+        return self.is_mibench and BOUNDS[self.bound].batchable
+
+    @property
+    def saves_models(self) -> bool:
+        """Whether ``save_model`` can save it (weights and encoder embeddings of mibench's modules)."""
+        return self.is_mibench
 
     def n_negatives(self, batch_size: int) -> int:
         """K for a batch of ``batch_size``; raises if it cannot be met."""
@@ -179,6 +224,11 @@ class TransformedEstimator(nn.Module):
 
     def loss(self, x: Tensor, y: Tensor, n_negatives: int, generator: torch.Generator | None = None) -> Tensor:
         return self.bound.loss(*self.scores(x, y, n_negatives, generator))
+
+    def ceiling(self, n_negatives: int) -> float:
+        """The most its bound can report with K negatives (nats; inf for most bounds). A module
+        another library builds may say the same; the runner takes inf where it does not."""
+        return self.bound.ceiling(n_negatives)
 
     @torch.no_grad()
     def estimate(self, x: Tensor, y: Tensor, n_negatives: int, generator: torch.Generator | None = None) -> Tensor:

@@ -23,11 +23,11 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping, Protocol
 
 import torch
 
-from .bounds import BOUNDS, bound_options
+from .bounds import bound_options
 from .distributions import TASK_FAMILIES
 from .estimators import EstimatorSpec, estimator_for
 from .interface import PRECISIONS, ConfigError, check_keys, number
@@ -48,24 +48,46 @@ _IDENTITY_WHEN_SET = {"batch_seeds": False, "precision": "fp32", "n_samples": No
                       **PROTOCOL_DEFAULTS}
 
 
+class RunEstimator(Protocol):
+    """The seam between a run and its kind: what each estimator spec of a run implements.
+
+    ``EstimatorSpec`` (a critic trained by mibench's loop, mibench's or another library's) and
+    ``SampleSpec`` (one estimate on a sample) are the two kinds; ``mibench.runner.RUNNERS`` runs
+    each ``kind``. A spec says which fields of its run make the run what it is (``RUN_FIELDS``,
+    beside the task, the seed-independent options set away from their defaults, and its own
+    ``identity``) and which columns of the row it fills (``row_columns``)."""
+
+    kind: ClassVar[str]
+    RUN_FIELDS: ClassVar[tuple[str, ...]]
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def identity(self, batch_size: int | None) -> dict[str, Any]: ...
+
+    def row_columns(self, run: "RunSpec") -> dict[str, Any]: ...
+
+    def n_negatives(self, batch_size: int) -> int: ...
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything that determines one run, plus the labels it carries; plain values throughout
-    so that it round-trips through JSON. ``steps`` is final (epochs are converted in ``expand``)."""
+    so that it round-trips through JSON. ``steps`` is final (epochs are converted in ``expand``).
+    The training fields are None for a run that trains nothing (a sample estimator's)."""
 
     preset: str
     grids: tuple[str, ...]              # labels: the grids of the preset this run belongs to
     family: str
     task_params: tuple[tuple[str, Any], ...]
-    estimator: EstimatorSpec | SampleSpec   # a neural estimator, or a sample estimator's name and options
-    batch_size: int
-    steps: int
-    lr: float
+    estimator: EstimatorSpec | SampleSpec   # the kind of run (``RunEstimator``) and what it estimates with
     device: str
     seed: int
-    eval_batches: int
-    eval_batch_size: int
-    log_every: int                      # output: how often the training estimate is traced
+    batch_size: int | None = None
+    steps: int | None = None
+    lr: float | None = None
+    eval_batches: int | None = None
+    eval_batch_size: int | None = None
+    log_every: int | None = None        # output: how often the training estimate is traced
     staircase: tuple[float, ...] = ()   # MI levels (nats) stepped through evenly over the steps
     epochs: float | None = None         # label: the budget as given, when given in epochs
     save_model: bool = False            # output: keep the weights (and embeddings) of the run
@@ -111,24 +133,15 @@ class RunSpec:
                       "estimator": est,
                       "staircase": tuple(d.get("staircase", ()))})
 
-    @property
-    def is_sample(self) -> bool:
-        """A sample estimator's run: no training, one estimate on ``n_samples`` pairs."""
-        return self.estimator.kind == "sample"
-
     def identity(self) -> dict[str, Any]:
-        """What is trained and evaluated: the run id hashes this and nothing else."""
-        if self.is_sample:
-            return {"family": self.family, "task_params": dict(self.task_params), "estimator": self.estimator.to_dict(),
-                    "seed": self.seed, "n_samples": self.n_samples, "device": self.device}
-        est = self.estimator.to_dict()
-        est["negatives"] = self.n_negatives                      # "all" and B - 1 train alike
-        if self.estimator.library == "mibench":
-            est["critic"] = BOUNDS[self.estimator.bound].critic_name(self.estimator.critic)
-        ident = {"family": self.family, "task_params": dict(self.task_params), "estimator": est,
-                 "batch_size": self.batch_size, "steps": self.steps, "lr": self.lr, "device": self.device,
-                 "seed": self.seed, "eval_batches": self.eval_batches, "eval_batch_size": self.eval_batch_size,
-                 "staircase": list(self.staircase)}
+        """What is trained and evaluated: the run id hashes this and nothing else. The task,
+        the estimator's own identity, the run fields its kind names (``RunEstimator``) and the
+        options added over time where they differ from their defaults."""
+        est = self.estimator
+        ident = {"family": self.family, "task_params": dict(self.task_params), "estimator": est.identity(self.batch_size)}
+        for name in est.RUN_FIELDS:
+            value = getattr(self, name)
+            ident[name] = list(value) if isinstance(value, tuple) else value
         ident.update({k: getattr(self, k) for k, default in _IDENTITY_WHEN_SET.items()
                       if getattr(self, k) != default})
         return ident
@@ -140,12 +153,9 @@ class RunSpec:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def level_params(self) -> list[dict[str, Any]]:
-        """The task parameters trained on: one set per staircase level, else the task's own."""
-        params = dict(self.task_params)
-        if not self.staircase:
-            return [params]
-        family = TASK_FAMILIES[self.family]
-        return [family.params_with_mi(params, mi) for mi in self.staircase]
+        """The task parameters trained on: one set per staircase level, else the task's own
+        (``TaskFamily.level_params``)."""
+        return TASK_FAMILIES[self.family].level_params(dict(self.task_params), self.staircase)
 
 
 def upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +196,7 @@ class _Checker:
 
     def estimator(self, spec: EstimatorSpec, task, where: str) -> None:
         key = (spec, task.x_shape, task.y_shape, type(task))
-        if key in self.estimators or spec.library != "mibench":   # another library: checked by its run
+        if key in self.estimators or not spec.checked_when_planned:   # another library: checked by its run
             return
         try:
             with torch.device("meta"), torch.random.fork_rng(devices=[]):
@@ -301,7 +311,7 @@ def _expand_grid(preset: Preset, grid: Mapping[str, Any], train: dict[str, Any],
             est = EstimatorSpec.from_dict({**est_base, **{k: cell[k] for k in option_lists}, "bound": cell["bound"],
                                            "critic": cell["critic"], "negatives": cell["negatives"]})
             est.n_negatives(cell["batch_size"])      # K <= B - 1
-            if options["batch_seeds"] and (est.library != "mibench" or not BOUNDS[est.bound].batchable):
+            if options["batch_seeds"] and not est.batchable:
                 raise ConfigError(f"bound {est.bound!r} cannot train as a batched model; "
                                   "run it with batch_seeds = false")
             ev = {"batches": 50, "batch_size": cell["batch_size"], "n_samples": options["n_samples"],
@@ -368,8 +378,7 @@ def _expand_sample_grid(preset: Preset, grid: Mapping[str, Any], options: dict[s
         spec = RunSpec(
             preset=preset.name, grids=(str(grid.get("name", "")),), family=preset.family,
             task_params=tuple(sorted(params.items())), estimator=SampleSpec.from_dict({"name": name, **opts}),
-            batch_size=n, steps=0, lr=0.0, device=device, seed=seed, eval_batches=0, eval_batch_size=0,
-            log_every=0, n_samples=n)
+            device=device, seed=seed, n_samples=n)
         specs.append(spec)
     return specs
 

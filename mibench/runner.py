@@ -23,7 +23,6 @@ from typing import Any, Mapping
 import torch
 
 from . import __version__
-from .bounds import BOUNDS
 from .distributions import TASK_FAMILIES
 from .estimators import TransformedEstimator, estimator_for
 from .interface import ConfigError, HasLabels, NeedsData, Task, level_of_step
@@ -234,29 +233,15 @@ def _peak_mem_mb(device: torch.device) -> float:
 
 
 def make_row(spec: RunSpec, *, wall_s: float, measured: Mapping[str, Any], sweep_id: str | None = None) -> RunRow:
-    """The one place a row is made: the spec's fields, then what the run measured (or its error).
-    A sample estimator's row leaves the training columns empty."""
+    """The one place a row is made: the run's fields, the columns its estimator spec fills
+    (``row_columns``: a sample estimator's leaves the training columns empty), then what the run
+    measured (or its error)."""
     common = dict(
         run_id=spec.run_id, task=spec.preset, grid=spec.grid, grids=list(spec.grids), family=spec.family,
         task_params=dict(spec.task_params), device=spec.device, seed=spec.seed, spec=spec.to_dict(), wall_s=wall_s,
         threads=torch.get_num_threads(), versions=_versions(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         git_commit=git_commit(), record_id=uuid.uuid4().hex[:16], worker=worker_name(), sweep_id=sweep_id)
-    est = spec.estimator
-    if spec.is_sample:
-        name, library = est.display()
-        return RunRow(**common, bound=name, bound_kind="sample", critic=None, encoder=None, shared_encoder=None,
-                      n_negatives=None, batch_size=None, steps=None, epochs=None, lr=None, staircase=[],
-                      precision=None, bound_options=est.shown_options(), estimator_kind="sample",
-                      library=library, **measured)
-    if est.library == "mibench":
-        bound = BOUNDS[est.bound]
-        kind, critic = bound.kind, bound.critic_name(est.critic)
-    else:                                        # another library's bound: its own kind unknown here
-        kind, critic = "library", est.critic
-    return RunRow(**common, bound=est.bound, bound_kind=kind, critic=critic, encoder=est.encoder,
-                  shared_encoder=est.shared, n_negatives=spec.n_negatives, batch_size=spec.batch_size,
-                  steps=spec.steps, epochs=spec.epochs, lr=spec.lr, staircase=list(spec.staircase),
-                  precision=spec.precision, bound_options=dict(est.options), library=est.library, **measured)
+    return RunRow(**common, **spec.estimator.row_columns(spec), **measured)
 
 
 def run_sample_estimator(spec: RunSpec, workspace: Workspace, sweep_id: str | None = None) -> tuple[RunRow, dict]:
@@ -285,10 +270,20 @@ def run_sample_estimator(spec: RunSpec, workspace: Workspace, sweep_id: str | No
 
 
 def run_group(specs: list[RunSpec], workspace: Workspace, sweep_id: str | None = None) -> list[tuple[RunRow, dict]]:
+    """Run a group (``mibench.plan.groups``: one run, or the seeds of one configuration that
+    train together) with the runner of its kind. Returns a (row, trace) per run; never raises
+    for a failing run."""
+    return RUNNERS[specs[0].estimator.kind](specs, workspace, sweep_id)
+
+
+def run_sample_group(specs: list[RunSpec], workspace: Workspace, sweep_id: str | None = None) -> list[tuple[RunRow, dict]]:
+    """Sample estimators' runs, one after another (``run_sample_estimator``)."""
+    return [run_sample_estimator(s, workspace, sweep_id) for s in specs]
+
+
+def run_trained_group(specs: list[RunSpec], workspace: Workspace, sweep_id: str | None = None) -> list[tuple[RunRow, dict]]:
     """Build, train and evaluate runs that differ only in their seed (one run, unless they ask
-    for ``batch_seeds``). Returns a (row, trace) per run; never raises for a failing run."""
-    if specs[0].is_sample:
-        return [run_sample_estimator(s, workspace, sweep_id) for s in specs]
+    for ``batch_seeds``)."""
     device = torch.device(specs[0].device)
     t0 = time.perf_counter()
     traces = [{"run_id": s.run_id, "step": [], "estimate": [], "mi_true": []} for s in specs]
@@ -304,7 +299,7 @@ def run_group(specs: list[RunSpec], workspace: Workspace, sweep_id: str | None =
             mean, std = (best[1], best[2]) if spec.report == "best" and best is not None else (final, final_std)
             # the same estimate on what it trained on: its fixed sample, or fresh training draws
             train_mean, train_std = evaluate_run(spec, est, built.levels[-1], TRAIN_EVAL_SEED)
-            if spec.save_model and workspace.out_dir is not None and spec.estimator.library == "mibench":
+            if spec.save_model and workspace.out_dir is not None and spec.estimator.saves_models:
                 save_outputs(spec, est, built.heldout, workspace.out_dir)
             trace.update(step=[s for s, _, _ in fitted.trace], estimate=[v for _, v, _ in fitted.trace],
                          mi_true=[t for _, _, t in fitted.trace])
@@ -312,7 +307,7 @@ def run_group(specs: list[RunSpec], workspace: Workspace, sweep_id: str | None =
                 trace.update(heldout_step=[s for s, _, _ in fitted.heldout],
                              heldout_estimate=[v for _, v, _ in fitted.heldout])
             k = spec.estimator.n_negatives(spec.eval_batch_size)
-            ceiling = est.bound.ceiling(k) if spec.estimator.library == "mibench" else math.inf
+            ceiling = est.ceiling(k) if hasattr(est, "ceiling") else math.inf
             why = divergence(mean, std, truth=truth.mi, k=k, ceiling=ceiling)
             measured.append(dict(
                 status="ok" if why is None else "diverged", error=why,
@@ -324,10 +319,14 @@ def run_group(specs: list[RunSpec], workspace: Workspace, sweep_id: str | None =
                 mi_estimate_final=final, mi_estimate_best=best[1] if best else None,
                 best_step=fitted.best_step, steps_trained=fitted.steps))
     except Exception as exc:          # a failing run is a row, not a crash of the sweep
-        if isinstance(exc, ConfigError) and specs[0].estimator.library == "mibench":
+        if isinstance(exc, ConfigError) and specs[0].estimator.checked_when_planned:
             raise                     # a bad setting planning missed: stop before more runs fail alike
         log.warning("run %s failed: %s", ", ".join(s.run_id for s in specs), exc)
         failed = dict(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=4))
         measured = [failed] * len(specs)
     wall_s = (time.perf_counter() - t0) / len(specs)
     return [(make_row(s, wall_s=wall_s, measured=m, sweep_id=sweep_id), t) for s, m, t in zip(specs, measured, traces)]
+
+
+#: The runner of each kind of run (``RunEstimator.kind``): a new kind adds its spec and its runner here.
+RUNNERS = {"neural": run_trained_group, "sample": run_sample_group}

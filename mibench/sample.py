@@ -312,7 +312,10 @@ class SampleSpec:
 
     name: str
     options: tuple[tuple[str, Any], ...] = ()
+    # The run-kind seam (``mibench.plan.RunEstimator``): one estimate on a sample drawn with the
+    # run's seed on its device (its size, ``n_samples``, is part of every identity that sets it).
     kind: ClassVar[str] = "sample"
+    RUN_FIELDS: ClassVar[tuple[str, ...]] = ("seed", "device")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SampleSpec":
@@ -324,8 +327,18 @@ class SampleSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, **{k: _thaw(v) for k, v in self.options}}
 
-    def n_negatives(self, batch_size: int) -> int:
+    def n_negatives(self, batch_size: int | None) -> int:
         return 0
+
+    def identity(self, batch_size: int | None) -> dict[str, Any]:
+        return self.to_dict()
+
+    def row_columns(self, run) -> dict[str, Any]:
+        """The row's columns this spec decides: its display name and library; no training."""
+        name, library = self.display()
+        return dict(bound=name, bound_kind="sample", critic=None, encoder=None, shared_encoder=None,
+                    n_negatives=None, batch_size=None, steps=None, epochs=None, lr=None, staircase=[],
+                    precision=None, bound_options=self.shown_options(), estimator_kind="sample", library=library)
 
     def build(self) -> SampleEstimator:
         """The estimator; ConfigError for an unknown name or a bad option."""

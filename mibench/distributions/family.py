@@ -62,6 +62,10 @@ class TaskFamily:
                               f"{self.name!r} cannot")
         return self.cls.params_with_mi(params, mi)
 
+    def level_params(self, params: dict[str, Any], staircase: tuple[float, ...] = ()) -> list[dict[str, Any]]:
+        """The parameters trained on: one set per staircase level (MI in nats), else ``params``."""
+        return [self.params_with_mi(params, mi) for mi in staircase] if staircase else [dict(params)]
+
     def train_size(self, params: dict[str, Any]) -> int:
         """Items in the training set, to turn epochs into steps (no data is read)."""
         if not issubclass(self.cls, FiniteTrainingSet):
