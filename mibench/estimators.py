@@ -43,7 +43,7 @@ class EstimatorSpec:
     options: tuple[tuple[str, float], ...] = ()
     library: str = "mibench"
 
-    # The run-kind seam (``mibench.plan.RunEstimator``): a neural run is trained by mibench's
+    # The run-kind seam (``mibench.runspec.RunEstimator``): a neural run is trained by mibench's
     # loop; its identity holds the training budget and the evaluation (RUN_FIELDS).
     kind: ClassVar[str] = "neural"
     RUN_FIELDS: ClassVar[tuple[str, ...]] = ("batch_size", "steps", "lr", "device", "seed", "eval_batches",
@@ -129,7 +129,7 @@ class EstimatorSpec:
 
     def row_columns(self, run) -> dict[str, Any]:
         """The columns of a run's row that this spec and the run's budget decide (``run``: a
-        ``mibench.plan.RunSpec``). Another library's bound has no kind mibench knows."""
+        ``mibench.runspec.RunSpec``). Another library's bound has no kind mibench knows."""
         kind, critic = (BOUNDS[self.bound].kind, BOUNDS[self.bound].critic_name(self.critic)) if self.is_mibench \
             else ("library", self.critic)
         return dict(bound=self.bound, bound_kind=kind, critic=critic, encoder=self.encoder, shared_encoder=self.shared,

@@ -2,17 +2,18 @@
 
 Loading a preset checks its tables (TOML syntax, known keys, a known task family, a valid
 estimator table); every value of every grid axis is checked when the sweep is planned
-(``mibench.plan``), before any run starts. See ``tasks/gaussian.toml`` for a commented example.
+(``mibench.plan`` calls the checks at the end of this module), before any run starts. See ``tasks/gaussian.toml`` for a commented example.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,7 +23,8 @@ else:  # pragma: no cover
 from .bounds import bound_options
 from .distributions import TASK_FAMILIES
 from .estimators import EstimatorSpec
-from .interface import ConfigError, check_keys
+from .interface import PRECISIONS, ConfigError, check_keys, number
+from .protocol import protocol_options
 from .registry import unknown_name
 from .sample import sample_options
 
@@ -167,3 +169,101 @@ def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: {key} must be a table ([{key}] with its keys below it), got {value!r}")
     return dict(value)
+
+
+# --------------------------------------------------------------------------------------------
+# The values of a grid: checked when a sweep is planned (``mibench.plan.expand``), before any run
+
+DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+# A seed seeds torch.Generator.manual_seed (at most 2**64 - 1) after the runner adds its offsets
+# (under SEED_OFFSETS_BELOW, ``mibench.runner``), and is stored as a signed 64-bit integer.
+SEED_OFFSETS_BELOW = 5_000_000
+MAX_SEED = 2**63 - 1 - SEED_OFFSETS_BELOW
+
+
+def eval_options(preset_eval: Mapping[str, Any], batch_size: int, n_samples: int | None,
+                 train_n_samples: int | None = None) -> dict[str, Any]:
+    """The [eval] table of a cell with its defaults (50 batches of the training batch size, the
+    training sample's size), checked: batches >= 1, batch size >= 2, and each fixed sample at
+    least one batch."""
+    ev = {"batches": 50, "batch_size": batch_size, "n_samples": n_samples, **preset_eval}
+    for key, least in (("batches", 1), ("batch_size", 2)):
+        if isinstance(ev[key], bool) or not (isinstance(ev[key], int) and ev[key] >= least):
+            raise ConfigError(f"[eval] {key} must be an integer >= {least}, got {ev[key]!r}")
+    for what, n, b in (("n_samples", train_n_samples, batch_size), ("[eval] n_samples", ev["n_samples"], ev["batch_size"])):
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < b):
+            raise ConfigError(f"{what} must be an integer >= the batch size {b}, got {n!r}")
+    return ev
+
+
+def as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def budget(train: Mapping[str, Any], family: str, params: dict, batch_size: int,
+            where: str) -> tuple[int, float | None]:
+    steps, epochs = train.get("steps"), train.get("epochs")
+    if (steps is None) == (epochs is None):
+        raise ConfigError(f"{where}: give exactly one of steps or epochs for the training budget")
+    if epochs is not None:
+        n = train.get("n_samples")
+        size = n if n is not None else TASK_FAMILIES[family].train_size(params)
+        if not (isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and 0 < epochs < math.inf):
+            raise ConfigError(f"{where}: epochs must be a positive number, got {epochs!r}")
+        per_epoch = size // batch_size if train.get("n_samples") is not None else size / batch_size
+        return max(1, math.ceil(epochs * per_epoch)), float(epochs)
+    if isinstance(steps, bool) or not (isinstance(steps, int) and steps >= 1):
+        raise ConfigError(f"{where}: steps must be a positive integer, got {steps!r}")
+    return steps, None
+
+
+def train_options(train: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The [train] values that are the same for every cell of a grid, checked."""
+    lr = train.get("lr", 1e-3)
+    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0 < lr < math.inf):
+        raise ConfigError(f"{where}: lr must be a positive number, got {lr!r}")
+    log_every = train.get("log_every", 20)
+    if isinstance(log_every, bool) or not (isinstance(log_every, int) and log_every >= 1):
+        raise ConfigError(f"{where}: log_every must be a positive integer, got {log_every!r}")
+    for key in ("batch_seeds", "save_model"):
+        if not isinstance(train.get(key, False), bool):
+            raise ConfigError(f"{where}: {key} must be true or false, got {train[key]!r}")
+    precision = train.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"{where}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    staircase = tuple(number(v, f"{where}: staircase levels") for v in as_list(train.get("staircase", [])))
+    n = train.get("n_samples")
+    if n is not None:
+        if isinstance(n, bool) or not (isinstance(n, int) and n >= 2):
+            raise ConfigError(f"{where}: n_samples must be an integer >= 2, got {n!r}")
+        if staircase:
+            raise ConfigError(f"{where}: n_samples (a fixed training sample) and staircase (a moving truth) "
+                              "cannot be combined")
+        if train.get("batch_seeds", False):
+            raise ConfigError(f"{where}: n_samples trains each seed on its own sample; use batch_seeds = false")
+    return {"lr": float(lr), "log_every": log_every, "batch_seeds": train.get("batch_seeds", False),
+            "save_model": train.get("save_model", False), "precision": precision, "staircase": staircase,
+            "n_samples": n, **protocol_options(train, staircase, where)}
+
+
+def check_nonempty(axes: Mapping[str, list], where: str) -> None:
+    """Every axis has a value: an empty one (``seeds = []``) would leave the grid without runs."""
+    for axis_field, values in axes.items():
+        if not values:
+            name = next((axis for axis, f in AXES.items() if f == axis_field), axis_field)
+            raise ConfigError(f"{where}: {name} is empty; give at least one value")
+
+
+def check_axes(axes: dict[str, list], where: str) -> None:
+    check_nonempty(axes, where)
+    for device in axes["device"]:
+        if not isinstance(device, str) or not DEVICE_RE.match(device):
+            raise ConfigError(f"{where}: unknown device {device!r}; allowed: cpu, cuda, cuda:N, mps")
+    for b in axes["batch_size"]:
+        if isinstance(b, bool) or not (isinstance(b, int) and b >= 2):
+            raise ConfigError(f"{where}: batch size must be an integer >= 2, got {b!r}")
+    for s in axes["seed"]:
+        if isinstance(s, bool) or not (isinstance(s, int) and 0 <= s <= MAX_SEED):
+            raise ConfigError(f"{where}: seeds must be non-negative integers, got {s!r}; allowed: 0 to 2**63 - 1 - "
+                              f"{SEED_OFFSETS_BELOW:_} = {MAX_SEED} (a 64-bit seed, less room for the offsets "
+                              "of a run's other generators)")

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # 2: run ids hash what is trained and evaluated (grid names and output options left out);
 #    rows carry schema_version, grids and git_commit. Rows of schema 1 are read as they are and
-#    get their schema-2 id from ``mibench.plan.upgrade_row`` when a sweep resumes.
+#    get their schema-2 id from ``mibench.runspec.upgrade_row`` when a sweep resumes.
 SCHEMA_VERSION = 2
 FINISHED = ("ok", "diverged")   # statuses a resumed sweep does not redo; "error" runs are retried
 REQUIRED = ("run_id", "status")                  # a row without these is skipped

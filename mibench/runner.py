@@ -26,7 +26,7 @@ from . import __version__
 from .distributions import TASK_FAMILIES
 from .estimators import TransformedEstimator, estimator_for
 from .interface import ConfigError, HasLabels, NeedsData, Task, level_of_step
-from .plan import RunSpec
+from .runspec import RunSpec
 from .layout import Folder
 from .results import RunRow, git_commit
 from .sample import run_sample
@@ -80,7 +80,7 @@ class Built:
 
 
 # Seed offsets of the generators a run uses besides its training one, so that no two draw alike
-# (all under plan.SEED_OFFSETS_BELOW, which bounds the seeds a plan accepts).
+# (all under presets.SEED_OFFSETS_BELOW, which bounds the seeds a plan accepts).
 EVAL_SEED, TRAIN_EVAL_SEED, SAMPLE_SEED, HELDOUT_SAMPLE_SEED = 1_000_003, 2_000_003, 3_000_017, 4_000_037
 
 # A finite estimate is still a divergence when it is above what its bound can report (beyond the

@@ -312,7 +312,7 @@ class SampleSpec:
 
     name: str
     options: tuple[tuple[str, Any], ...] = ()
-    # The run-kind seam (``mibench.plan.RunEstimator``): one estimate on a sample drawn with the
+    # The run-kind seam (``mibench.runspec.RunEstimator``): one estimate on a sample drawn with the
     # run's seed on its device (its size, ``n_samples``, is part of every identity that sets it).
     kind: ClassVar[str] = "sample"
     RUN_FIELDS: ClassVar[tuple[str, ...]] = ("seed", "device")

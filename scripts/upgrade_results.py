@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from mibench.plan import RunSpec, upgrade_row
+from mibench.runspec import RunSpec, upgrade_row
 from mibench.distributions import TASK_FAMILIES
 from mibench.results import EXACT_TRUTH, RUNS_FILE, SCHEMA_VERSION, TRACES_FILE, append_jsonl, read_jsonl
 

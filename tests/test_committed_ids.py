@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mibench.plan import RunSpec
+from mibench.runspec import RunSpec
 from mibench.results import json_ready, read_jsonl
 from mibench.runner import make_row
 

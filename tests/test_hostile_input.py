@@ -93,7 +93,8 @@ import math  # noqa: E402
 from conftest import TINY_HEAD  # noqa: E402
 from mibench.cli import build_parser, main  # noqa: E402
 from mibench.interface import ConfigError  # noqa: E402
-from mibench.plan import MAX_SEED, SEED_OFFSETS_BELOW, plan_sweep  # noqa: E402
+from mibench.plan import plan_sweep  # noqa: E402
+from mibench.presets import MAX_SEED, SEED_OFFSETS_BELOW  # noqa: E402
 
 TINY_GRID = TINY_HEAD.format(steps=3) + "[[grid]]\nbounds = ['infonce']\n"
 

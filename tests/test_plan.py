@@ -15,7 +15,8 @@ import torch
 from conftest import TINY_HEAD
 from mibench.cli import main
 from mibench.interface import ConfigError
-from mibench.plan import RunSpec, expand, plan_sweep, upgrade_row
+from mibench.plan import expand, plan_sweep
+from mibench.runspec import RunSpec, upgrade_row
 from mibench.presets import load_preset
 from mibench.results import RUNS_FILE, SCHEMA_VERSION, load_rows
 from mibench.executors import sweep

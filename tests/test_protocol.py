@@ -268,7 +268,7 @@ def test_independent_batches_are_drawn_anew_each_step():
 def test_protocol_options_travel_with_the_spec(tmp_path):
     """Workers get their runs as JSON: the options survive the round trip, and old specs
     (without them) read as the defaults."""
-    from mibench.plan import RunSpec
+    from mibench.runspec import RunSpec
 
     spec = expand(load_preset(preset(tmp_path, 'n_samples = 64\neval_every = 10\npatience = 3\nreport = "best"\n'
                                      'standardize = true\nbatches = "independent"\n')))[0]

@@ -10,7 +10,8 @@ import pytest
 from mibench.cli import main
 from mibench.executors import sweep
 from mibench.interface import ConfigError
-from mibench.plan import RunSpec, expand, plan_sweep
+from mibench.plan import expand, plan_sweep
+from mibench.runspec import RunSpec
 from mibench.presets import load_preset
 from mibench.report import estimator_labels, make_report
 from mibench.results import load_rows
