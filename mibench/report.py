@@ -64,7 +64,8 @@ def make_ranking(summary: pd.DataFrame, out: Path, figures_dir: Path) -> tuple[A
     common tasks. One with values on fewer tasks than the best covered one is left out (and
     named in ranking.md)."""
     from .figures import save_figure
-    from .ranking import fig_cd_diagram, rank_table
+    from .figures.cd import fig_cd_diagram
+    from .ranking import rank_table
 
     cells = summary[np.isfinite(pd.to_numeric(summary["bias"], errors="coerce"))].copy()
     if cells.empty:

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mibench.ranking import RankResult, critical_difference, fig_cd_diagram, nemenyi_q, rank_table
+from mibench.figures.cd import fig_cd_diagram
+from mibench.ranking import RankResult, critical_difference, nemenyi_q, rank_table
 
 
 def cells(values: dict[str, list[float]], tasks: list[str] | None = None) -> pd.DataFrame:
