@@ -306,3 +306,18 @@ def test_fused_adam_falls_back_to_torch_optim_when_the_kernel_call_fails(monkeyp
             opt.step()
     assert opts[1]._fallback is not None
     assert all(torch.equal(a, b) for a, b in zip(nets[0].parameters(), nets[1].parameters()))
+
+
+def test_all_negatives_indices_are_made_once_and_never_written():
+    """K = B - 1 needs no randomness: the (B, B) indices are cached per size and device, so they
+    must be the cyclic shifts every time, and training through them must leave them so."""
+    batch = 48
+    want = (torch.arange(batch)[:, None] + torch.arange(batch)[None, :]) % batch
+    cols = candidate_indices(batch, batch - 1, None, torch.device("cpu"))
+    assert torch.equal(cols, want) and candidate_indices(batch, batch - 1, gen(3), "cpu") is cols
+    for bound, critic in (("infonce", "joint"), ("nwj", "separable"), ("smile", "bilinear"), ("mine", "joint")):
+        est = build_estimator({"bound": bound, "critic": critic, "hidden": [8]}, (3,), (3,), seed=0)
+        x, y = torch.randn(batch, 3), torch.randn(batch, 3)
+        est.loss(x, y, batch - 1).backward()
+        est.estimate(x, y, batch - 1)
+    assert torch.equal(candidate_indices(batch, batch - 1, None, torch.device("cpu")), want)
