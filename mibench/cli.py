@@ -157,7 +157,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = args.out or args.dir[0]
     pooled = f" (the runs of {len(args.dir)} folders pooled)" if len(args.dir) > 1 else ""
     print(f"{len(result['tables'])} table files and {len(result['figures'])} figure files in {out}{pooled} "
-          f"(MI, bias and sd in {args.units})")
+          f"(MI, bias and sd in {args.units}); all of them on one page: {result['page']}")
     return 0
 
 
@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", choices=PRECISIONS,
                      help="training forward pass: fp32 (default) or bf16 autocast (pays on GPUs)")
     run.add_argument("--force", action="store_true", help="redo runs already recorded")
-    ex = run.add_argument_group("executors (README: Running on a cluster)")
+    ex = run.add_argument_group("executors (docs/running.md: Running on a cluster)")
     ex.add_argument("--executor", default="inline", choices=EXECUTORS,
                     help="inline (this process), local (worker processes), slurm (submitit job arrays); "
                          "submitit-local / submitit-debug run those jobs here")

@@ -38,6 +38,7 @@ SUBMITIT_DIR = "submitit"
 MODELS_DIR = "models"
 EMBEDDINGS_DIR = "embeddings"
 FIGURES_DIR = "figures"
+PAGE_FILE = "index.html"     # the report as one page (``mibench.html``)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,10 @@ class Folder:
     @property
     def figures(self) -> Path:
         return self.root / FIGURES_DIR
+
+    @property
+    def page(self) -> Path:
+        return self.root / PAGE_FILE
 
     def model(self, run_id: str) -> Path:
         """Saved weights of one run."""

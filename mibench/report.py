@@ -1,13 +1,16 @@
 """The report of a results folder, or of several pooled (``mibench.pool``): its runs loaded
 once, each summary computed once, the tables written (``mibench.tables``, ``mibench.bmi_table``)
-and the figures drawn from the same frames (``mibench.figures``).
+and the figures drawn from the same frames (``mibench.figures``), then the page that shows them
+all (``mibench.html``).
 
-Statistics: ``mibench.stats``; tables: ``mibench.tables``; figures: ``mibench.figures``.
+Statistics: ``mibench.stats``; tables: ``mibench.tables``; figures: ``mibench.figures``; the page:
+``mibench.html``.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import pandas as pd
 from .atomic import check_folder, make_folder, write_text
 from .bmi_table import bmi_table, log_ratios, spans_tasks, write_bmi_table
 from .figures import make_figures
+from .html import write_page
 from .interface import ConfigError
 from .pool import check_out, check_poolable
 from .layout import PENDING_DIR, RUNS_FILE, Folder
@@ -132,6 +136,15 @@ def load_folder(results_dir: str | os.PathLike) -> pd.DataFrame:
     return runs
 
 
+def report_command(folders: list[Path], out_dir: str | os.PathLike | None, units: str, fail_filter: str) -> str:
+    """The ``mibench report`` command line that writes this report, as the page shows it."""
+    elsewhere = out_dir and (len(folders) > 1 or Path(out_dir).resolve() != folders[0].resolve())
+    parts = ["mibench", "report", *map(str, folders)] + (["--out", str(out_dir)] if elsewhere else [])
+    parts += ["--units", units] if units != "nats" else []
+    parts += ["--fail-filter", fail_filter] if fail_filter != "none" else []
+    return shlex.join(parts)
+
+
 def make_report(results_dir: str | os.PathLike | list[str | os.PathLike], out_dir: str | os.PathLike | None = None,
                 units: str = "nats", fail_filter: str = "none") -> dict[str, Any]:
     """Tables and figures of one results folder, or of several pooled.
@@ -164,8 +177,12 @@ def make_report(results_dir: str | os.PathLike | list[str | os.PathLike], out_di
     ``pool.check_poolable`` finds them made the same way (a ConfigError naming what differs
     otherwise), written into ``out_dir``, which must then be given and lie outside all of them.
 
+    Last, OUT/index.html (``mibench.html.write_page``): one self-contained page with the
+    leaderboard, the tables (sortable, filterable), the figures, each task's results and the
+    runs' provenance, linking the files beside it.
+
     Returns {"summary": DataFrame, "markdown": str, "tables": [paths], "figures": [paths],
-    "ranking": RankResult or None}.
+    "ranking": RankResult or None, "page": the page's path}.
     """
     if fail_filter not in FAIL_FILTERS:
         raise ConfigError(f"unknown fail filter {fail_filter!r}; allowed: {', '.join(FAIL_FILTERS)}")
@@ -209,5 +226,9 @@ def make_report(results_dir: str | os.PathLike | list[str | os.PathLike], out_di
         tables += write_bmi_table(wide, out)
     figures = make_figures(out / "figures", runs=runs, traces=traces, summary=summary, staircase=stair,
                            embeddings=embeddings, units=units, tasks=wide)
-    return {"summary": summary, "markdown": to_markdown(summary), "tables": tables + ranking_files[:2],
-            "figures": figures + ranking_files[2:], "ranking": ranking}
+    tables, figures = tables + ranking_files[:2], figures + ranking_files[2:]
+    page = write_page(out, folders=folders, runs=runs, summary=summary, plain=plain, stair=stair, labels=labels,
+                      wide=wide, ranking=ranking, tables=tables, figures=figures,
+                      command=report_command(folders, out_dir, units, fail_filter))
+    return {"summary": summary, "markdown": to_markdown(summary), "tables": tables, "figures": figures,
+            "ranking": ranking, "page": page}

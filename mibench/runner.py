@@ -88,7 +88,7 @@ EVAL_SEED, TRAIN_EVAL_SEED, SAMPLE_SEED, HELDOUT_SAMPLE_SEED = 1_000_003, 2_000_
 # max(|truth|, ln(K + 1), 1 nat) either way: a critic whose scores have blown up (lr = 1e6 gives
 # -6e23 nats), or a program that printed 1e308. The largest estimates of working runs in the
 # reference results (DV with a joint critic at 10 nats, 1.2e6 nats) are a blow-up of the bound
-# itself that the README reports, and stay below it.
+# itself that docs/reference-results.md reports, and stay below it.
 CEILING_SLACK = 1e-3
 BLOW_UP = 1e6
 

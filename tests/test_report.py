@@ -601,7 +601,7 @@ def test_make_report_loads_and_summarizes_once(tmp_path, monkeypatch):
     assert calls == {"summarize": 1, "staircase_summary": 1, "load_results": 1, "load_traces": 1}
     made = {p.name for p in result["figures"]}
     assert {"bias_sd.png", "bias_sd_staircase.png", "staircase.png", "training_g.png"} <= made
-    assert set(result) == {"summary", "markdown", "tables", "figures", "ranking"}
+    assert set(result) == {"summary", "markdown", "tables", "figures", "ranking", "page"}
     assert len(result["summary"]) == 9                                # 8 plain cells and the staircase one
     plain_rows, stair_rows = drawn
     assert len(plain_rows) == 8 and set(plain_rows["mi_true"]) == {2.0, 6.0}

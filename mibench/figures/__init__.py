@@ -44,10 +44,59 @@ from .style import (CRITIC_STYLES, DPI, LOG_K, STYLE, TRUTH, WIDTH, _slug, bound
 
 __all__ = ["fig_training", "fig_staircase", "fig_bias_sd", "fig_negatives", "fig_throughput", "fig_embedding",
            "fig_truth", "fig_estimate_vs_truth", "fig_heatmap", "line_labels",
-           "make_figures", "save_figure", "bound_label", "bound_colors", "critic_style", "style", "WIDTH",
-           "DPI", "STYLE", "CRITIC_STYLES", "TRUTH", "LOG_K"]
+           "make_figures", "save_figure", "FIGURE_NOTES", "figure_note", "bound_label", "bound_colors",
+           "critic_style", "style", "WIDTH", "DPI", "STYLE", "CRITIC_STYLES", "TRUTH", "LOG_K"]
 
 log = logging.getLogger(__name__)
+
+#: What each figure ``make_figures`` (or the report's ranking) draws shows, by the start of its
+#: file name: (prefix, heading, one sentence). The report's page (``mibench.html``) titles them so.
+FIGURE_NOTES = (
+    ("cd_diagram", "Critical-difference diagram",
+     "Each estimator at its mean rank over the tasks (1 = the smallest |bias|); a thick bar joins estimators "
+     "whose mean ranks differ by less than the critical difference CD (Nemenyi test, α = 0.05)."),
+    ("training", "Training curves",
+     "The estimate on training batches against the training step, a line per estimator (mean over seeds), "
+     "with the held-out estimate as a marker at the last step and the true MI dashed."),
+    ("staircase", "Staircase training curves",
+     "The training estimate while the true MI (dashed) steps up during training, a panel per critic, "
+     "with InfoNCE's ceiling ln(K + 1) dotted."),
+    ("bias_sd_staircase", "Bias and spread at each staircase level",
+     "Top: the bias of the estimate averaged over the last half of each level against that level's true MI; "
+     "bottom: its spread."),
+    ("bias_sd", "Bias and spread against the true MI",
+     "Top: each estimator's bias (mean estimate − true MI) with its 95% bootstrap interval, zero dashed; "
+     "bottom: the within-run sd of the held-out estimate."),
+    ("truth", "Estimates against the truth, per task",
+     "A row per task in order of true MI (black bar): each estimator's mean held-out estimate with its "
+     "95% bootstrap interval over seeds."),
+    ("estimate_vs_truth", "Every estimator against the truth",
+     "A panel per task family: each estimator's mean held-out estimate (95% bootstrap interval over seeds) "
+     "grouped by true MI, the truth dashed."),
+    ("heatmap", "Heatmap of estimate / truth (BMI's)",
+     "A row per task and a column per estimator: the colour is log(estimate / true MI), blue below the truth "
+     "and red above, and the number is the mean estimate; the last column is the truth."),
+    ("negatives", "Estimate against the number of negatives",
+     "The held-out estimate against the number of negatives K (log axis), with the truth dashed and "
+     "ln(K + 1), InfoNCE's ceiling, dotted."),
+    ("throughput", "Throughput",
+     "Training pairs per second (median over runs) per estimator and device; a sample estimator's bar is "
+     "its sample size over the seconds of its one estimate."),
+    ("embedding", "Embeddings of a trained encoder",
+     "A trained image encoder's embeddings of held-out images in their first two principal components, "
+     "coloured by class."),
+)
+
+
+def figure_note(name: str) -> tuple[str, str]:
+    """A figure's heading and one sentence on what it shows, by its file name ("training_joint"
+    -> "Training curves (joint)", ...); the name itself and a plain sentence for a name that no
+    entry of ``FIGURE_NOTES`` starts."""
+    for prefix, heading, sentence in FIGURE_NOTES:
+        if name.startswith(prefix):
+            suffix = name[len(prefix):].strip("_")
+            return heading + (f" ({suffix})" if suffix else ""), sentence
+    return name, "A figure of this report."
 
 
 def _estimator_lines(frame: pd.DataFrame) -> pd.DataFrame:
