@@ -145,7 +145,7 @@ def bmi_table(cells: pd.DataFrame, labels: pd.Series, ratios: pd.Series) -> pd.D
     """Cells of several tasks made wide, BMI's way: a row per task (``task`` its id,
     ``task_params``, ``mi_true``; in the order of the preset, ``task_order``), and per estimator
     label (``labels``: one per row of ``cells``, unique within a task; in case-blind
-    alphabetical order, as ``tables.task_table``) the columns "LABEL mean" (mean estimate over
+    alphabetical order, as ``wide_tables.task_table``) the columns "LABEL mean" (mean estimate over
     the runs used), "LABEL sd" (their sd, ddof 1), "LABEL runs" (runs used: ok, less those the
     fail filter dropped), "LABEL dropped" (those; 0 without a filter) and "LABEL log ratio"
     (``ratios``, the mean log(estimate / truth): the heatmap's colour). A label with no cell on

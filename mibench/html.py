@@ -32,8 +32,8 @@ from .figures import figure_note
 from .layout import PAGE_FILE, Folder
 from .results import git_commit
 from .stats import CELL_KEYS, cell_ids, with_library
-from .tables import (MI_NOTE, MISSING, STAIRCASE_NOTE, TASK_NOTE, display_table, level_display, level_table,
-                     task_display, task_table)
+from .tables import MISSING, display_table
+from .wide_tables import MI_NOTE, STAIRCASE_NOTE, TASK_NOTE, level_display, level_table, task_display, task_table
 
 PAGE = PAGE_FILE
 MAX_FAILED = 20     # failed runs listed per task; the others are counted

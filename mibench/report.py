@@ -26,8 +26,8 @@ from .pool import check_out, check_poolable
 from .layout import PENDING_DIR, RUNS_FILE, Folder
 from .results import load_results, load_traces
 from .stats import FAIL_FILTERS, cells_of, in_units, staircase_runs, staircase_summary, summarize, with_library
-from .tables import (MI_NOTE, STAIRCASE_NOTE, has_mi_levels, to_markdown, write_csv, write_level_table,
-                     write_tables, write_task_table)
+from .tables import to_markdown, write_csv, write_tables
+from .wide_tables import MI_NOTE, STAIRCASE_NOTE, has_mi_levels, write_level_table, write_task_table
 
 #: DIR/embeddings/<run_id>.csv: columns pc1, pc2 (the 2-d PCA of a trained x encoder's
 #: embeddings of a fixed sample of test images, embedding units) and label (int class),
@@ -152,10 +152,10 @@ def make_report(results_dir: str | os.PathLike | list[str | os.PathLike], out_di
     Reads DIR/runs.jsonl, DIR/traces.jsonl and DIR/embeddings/*.csv once; writes
     OUT/summary.{csv,md,tex} (``stats.summarize``), OUT/staircase.{csv,md,tex} when the folder
     has staircase runs (``stats.staircase_summary``, a row per cell and level) with the same as a
-    paper table in OUT/staircase_table.{csv,md,tex} (``tables.level_table``, a row per cell
+    paper table in OUT/staircase_table.{csv,md,tex} (``wide_tables.level_table``, a row per cell
     and a column per level), OUT/mi_table.{csv,md,tex} the same for the other cells when each
     estimator has one cell per true MI (``tables.has_mi_levels``), otherwise
-    OUT/task_table.{csv,md,tex} when the cells span several tasks (``tables.task_table``: a row
+    OUT/task_table.{csv,md,tex} when the cells span several tasks (``wide_tables.task_table``: a row
     per task, a column per estimator, "bias ± sd"), and OUT/figures/*.{png,pdf}
     (``figures.make_figures``, drawn from the same frames). ``out_dir`` defaults to the results
     folder. Reads the runs merged into runs.jsonl and those still pending (``results.load_results``).

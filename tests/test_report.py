@@ -18,8 +18,8 @@ from mibench.cli import main
 from mibench.results import append_jsonl
 from mibench.stats import (bootstrap_ci, cells_of, in_units, staircase_levels, staircase_runs, staircase_summary,
                            summarize)
-from mibench.tables import (STAIRCASE_NOTE, display_table, has_mi_levels, level_display, level_table, run_table,
-                            to_markdown, to_text, write_level_table, write_tables)
+from mibench.tables import display_table, run_table, to_markdown, to_text, write_tables
+from mibench.wide_tables import STAIRCASE_NOTE, has_mi_levels, level_display, level_table, write_level_table
 
 
 def row(**kw):

@@ -12,7 +12,8 @@ from mibench import cli
 from mibench.distributions import TASK_FAMILIES
 from mibench.results import RUNS_FILE, load_results, read_jsonl
 from mibench.stats import summarize
-from mibench.tables import task_table, task_display, to_markdown
+from mibench.tables import to_markdown
+from mibench.wide_tables import task_display, task_table
 
 REPO = Path(__file__).resolve().parent.parent
 GALAXY, DENSE = "2v1-galaxy-0.5-3.0", "multinormal-dense-5-5-0.5"     # Monte Carlo truth, exact truth
