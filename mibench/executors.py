@@ -215,6 +215,10 @@ def run_plan(plan, opts: Options, *, data_dir: str | None = None, threads: int |
         from .runner import Workspace
 
         Workspace(data_dir).load_data([g[0] for g in plan.todo])     # a data problem: one line, nothing written
+    if plan.todo and opts.executor == "slurm":
+        from .cluster import check_submission
+
+        check_submission(plan, opts)          # no sbatch, or it refuses the array: one line, nothing written
     store = Store(plan.out_dir)
     store.check_writable()
     sweep_id = uuid.uuid4().hex[:12]

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from slurm_cluster import slurm_cluster  # noqa: F401  (the real SLURM of the tests marked slurm)
+
 REPO = Path(__file__).resolve().parents[1]
 _beside = REPO.parent / "shared" / "data"
 if not os.environ.get("MIBENCH_DATA_DIR") and (_beside / "MNIST").is_dir():
