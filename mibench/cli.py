@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mibench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:     # Ctrl-C, or SIGTERM / SIGINT while a sweep runs (local.Stopped)
+    except KeyboardInterrupt as exc:     # Ctrl-C, or SIGTERM / SIGINT while a sweep runs (executors.Stopped)
         print(f"mibench: {str(exc) or 'interrupted'}; finished runs are saved", file=sys.stderr)
         return 128 + getattr(exc, "signum", 2)
     except BrokenPipeError:              # `mibench list | head`: the reader has gone

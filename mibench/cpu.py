@@ -1,5 +1,5 @@
-"""Host-side settings that decide CPU training speed: torch's thread count and how freed
-activation buffers are returned to the operating system.
+"""Host facts and settings that decide CPU training speed: the cores this process may use,
+torch's thread count and how freed activation buffers are returned to the operating system.
 
 Why the allocator matters. torch's CPU tensors come straight from ``malloc``. glibc serves a
 request above its mmap threshold (128 KiB to start, raised only as such blocks are freed) with a
@@ -35,12 +35,20 @@ _ENV_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD
 _state: dict[str, bool] = {}
 
 
+def available_cores() -> int:
+    """Cores this process may use: SLURM's allocation, else the CPU affinity, else cpu_count."""
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def default_threads() -> int:
     """One torch thread per run on small machines (2 threads on a shared 2-core box can be an
     order of magnitude slower than 1), half the cores on larger ones, at most 8. Cores are those
     this process may use (SLURM's allocation, the CPU affinity), not the machine's."""
-    from .executors import available_cores
-
     cores = available_cores()
     return 1 if cores <= 2 else min(8, cores // 2)
 

@@ -6,9 +6,10 @@
     check_sample_estimator(MyEstimator)        # a SampleEstimator subclass
     check_critic("my_critic"); check_encoder("my_encoder")
     check_library("my_library", bound="infonce")
+    check_executor("my_executor", tmp_path)     # runs a small sweep through it
 
 One per registry: bounds, task families, sample estimators, critics, encoders, other
-libraries (the executors' contract is ``mibench.executors.check_executor``). The test suite
+libraries, executors. The test suite
 runs each over every registered entry (tests/test_contracts.py), so a new entry, built in or
 from a plugin, is checked without writing a test for it.
 """
@@ -16,6 +17,9 @@ from a plugin, is checked without writing a test for it.
 from __future__ import annotations
 
 import math
+import os
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -295,3 +299,64 @@ def check_library(name: str, bound: str) -> torch.nn.Module:
     else:
         raise AssertionError(f"library {name!r}: an unknown bound must raise LibraryError")
     return module
+
+
+_EXECUTOR_CHECK_PRESET = """
+name = "executor_check"
+[task]
+family = "gaussian"
+dim = 2
+mi = 0.5
+[estimator]
+hidden = [8]
+[train]
+steps = 20
+batch_size = 16
+log_every = 10
+[eval]
+batches = 2
+[[grid]]
+bounds = ["infonce", "nwj"]
+seeds = [0, 1]
+"""
+
+
+def check_executor(name: str, folder: str | os.PathLike, options: dict[str, Any] | None = None) -> None:
+    """Check the executor registered as ``name`` (``EXECUTORS[name]``): it declares ``here`` (a
+    bool), ``check``, ``describe`` (a str) and ``execute``; a small sweep (a Gaussian task, two
+    bounds, two seeds: four runs of 20 steps in two groups) executed by it into
+    ``folder/executor`` finishes every planned run exactly once, with the estimates the
+    ``inline`` executor gives in ``folder/inline``, and running it again trains nothing.
+    ``options``: more ``Options`` fields for it (``workers``, ``partition``, ...)."""
+    from .executors import EXECUTORS, Executor, Options, run_plan
+    from .layout import Folder
+    from .plan import plan_sweep
+    from .presets import load_preset
+    from .results import load_rows, read_jsonl
+
+    assert name in EXECUTORS, f"{name!r} is not a registered executor"
+    executor = EXECUTORS[name]
+    assert isinstance(executor, Executor), f"executor {name!r}: needs here, check, describe and execute"
+    assert isinstance(executor.here, bool), f"executor {name!r}: here must be a bool"
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "executor_check.toml").write_text(_EXECUTOR_CHECK_PRESET)
+    preset = load_preset(str(root / "executor_check.toml"))
+    estimates = {}
+    for key, who, opts in [("inline", "inline", Options("inline")), ("executor", name, Options(name, **(options or {})))]:
+        out = root / key
+        plan = plan_sweep(preset, out=out, here=EXECUTORS[who].here)
+        assert isinstance(EXECUTORS[who].describe(plan, opts), str), f"executor {who!r}: describe must return a str"
+        run_plan(plan, opts, progress=False)
+        rows = [r for r in read_jsonl(Folder(out).runs) if isinstance(r, dict)]
+        seen = Counter(r["run_id"] for r in rows)
+        planned = {s.run_id for s in plan.specs}
+        assert set(seen) == planned, (f"executor {who!r}: {len(planned - set(seen))} of {len(planned)} planned "
+                                      "runs not finished")
+        twice = [i for i, n in seen.items() if n > 1]
+        assert not twice, f"executor {who!r}: {len(twice)} runs trained more than once"
+        estimates[key] = {r["run_id"]: r["mi_estimate"] for r in load_rows(out)}
+    assert estimates["executor"] == estimates["inline"], \
+        f"executor {name!r}: its estimates differ from those the inline executor gives"
+    again = plan_sweep(preset, out=root / "executor", here=executor.here)
+    assert not again.todo, f"executor {name!r}: a second sweep finds {again.n_todo} runs still to do"

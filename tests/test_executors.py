@@ -242,7 +242,7 @@ def test_status_shows_planned_done_failed_and_running(tmp_path, capsys):
 
 def test_the_slurm_executor_writes_an_sbatch_array_script(tmp_path):
     """What submitit would submit for a sample configuration (no cluster needed to write it)."""
-    from mibench.cluster import sbatch_script
+    from mibench.executors.cluster import sbatch_script
     from mibench.executors import Options
 
     text = sbatch_script(Options("slurm", partition="gpu", gpus=1, time_min=30, mem_gb=16, cpus=4),

@@ -255,7 +255,7 @@ def test_a_failed_forced_redo_is_an_error_not_the_old_success(tmp_path, monkeypa
 
 
 def test_sample_estimators_get_a_time_estimate(tmp_path):
-    from mibench.cluster import DEFAULT_SAMPLE_S, estimate_seconds
+    from mibench.executors.costs import DEFAULT_SAMPLE_S, estimate_seconds
     from mibench.plan import plan_sweep
     from mibench.presets import load_preset
 

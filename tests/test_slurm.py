@@ -256,3 +256,10 @@ def test_a_refused_submission_is_one_line_and_writes_nothing(tmp_path, slurm_clu
                 "too much memory": "Requested node configuration is not available"}[problem]
     assert expected in err, err
     assert not out.exists()
+
+
+def test_the_slurm_executor_meets_the_executor_contract(tmp_path, slurm_cluster):
+    """``check_executor`` (every planned run once, inline's estimates, nothing left) through sbatch."""
+    from mibench.testing import check_executor
+
+    check_executor("slurm", tmp_path, {"partition": "debug", "job_minutes": 0.5})

@@ -26,8 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .executors import Options, WorkOrder, work
-from .interface import ConfigError
+from ..interface import ConfigError
+from ..layout import Folder
+from .base import Options
+from .costs import chunk, estimate_seconds
+from .signals import Stopped, stop_on_signals
+from .worker import WorkOrder, work
 
 log = logging.getLogger(__name__)
 
@@ -39,77 +43,16 @@ SBATCH_TIMEOUT_S = 60.0
 ENDED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
          "DEADLINE", "OUT_OF_MEMORY"}
 
-# Training speed assumed for packing jobs when the folder has no finished run to go by.
-DEFAULT_STEPS_PER_S = {"cpu": 100.0, "cuda": 400.0, "mps": 200.0}
 
-
-def chunk(groups: list[list[dict[str, Any]]], seconds_of, budget_s: float) -> list[list[list[dict]]]:
-    """Groups packed in order into chunks of at most ``budget_s`` estimated seconds (a group
-    longer than that is a chunk of its own)."""
-    chunks, current, used = [], [], 0.0
-    for g in groups:
-        cost = seconds_of(g)
-        if current and used + cost > budget_s:
-            chunks.append(current)
-            current, used = [], 0.0
-        current.append(g)
-        used += cost
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-DEFAULT_SAMPLE_S = 5.0      # seconds assumed for one sample estimator's estimate
-
-
-def _positive(value: Any) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
-    return float(value) if ok else None
-
-
-def estimate_seconds(out_dir: Path):
-    """Seconds a group will take, plus 10 s to start: its steps at the median steps/s the
-    folder's finished runs of the same critic and device reached, else ``DEFAULT_STEPS_PER_S``;
-    for a sample estimator, the median wall time of the folder's finished runs of the same
-    estimator, else ``DEFAULT_SAMPLE_S``, per run."""
-    from .results import load_rows
-
-    known: dict[tuple, list[float]] = {}
-    for r in load_rows(out_dir):
-        if r.get("status") != "ok":
-            continue
-        if r.get("estimator_kind") == "sample":
-            est = r["spec"].get("estimator") if isinstance(r.get("spec"), dict) else None
-            name = est.get("name") if isinstance(est, dict) else None
-            key, value = ("sample", name, r.get("device")), _positive(r.get("wall_s"))
-        else:
-            key, value = ("neural", r.get("critic"), r.get("device")), _positive(r.get("steps_per_s"))
-        if value is not None and all(isinstance(k, str) for k in key):
-            known.setdefault(key, []).append(value)
-
-    def median(key: tuple) -> float | None:
-        values = sorted(known.get(key, []))
-        return values[len(values) // 2] if values else None
-
-    def seconds(group: list[dict[str, Any]]) -> float:
-        s = group[0]
-        est = s["estimator"]
-        if est.get("kind") == "sample":
-            return 10.0 + len(group) * (median(("sample", est["name"], s["device"])) or DEFAULT_SAMPLE_S)
-        rate = median(("neural", est["critic"], s["device"])) or DEFAULT_STEPS_PER_S.get(s["device"].split(":")[0], 100.0)
-        return 10.0 + s["steps"] * (1 if s.get("batch_seeds") else len(group)) / rate
-    return seconds
-
-
-def submitit_executor(order: WorkOrder, opts: Options, out_dir: Path):
-    """A submitit AutoExecutor for the order, its parameters set from ``opts``."""
+def submitit_executor(order: WorkOrder, opts: Options, out_dir: Path, cluster: str = "slurm"):
+    """A submitit AutoExecutor for the order, its parameters set from ``opts``; ``cluster`` is
+    submitit's: "slurm", "local" or "debug"."""
     import submitit
 
-    cluster = {"slurm": "slurm", "submitit-local": "local", "submitit-debug": "debug"}[opts.executor]
-    executor = submitit.AutoExecutor(folder=out_dir / "submitit" / "%j", cluster=cluster)
+    executor = submitit.AutoExecutor(folder=Folder(out_dir).submitit / "%j", cluster=cluster)
     params: dict[str, Any] = {"timeout_min": int(opts.time_min), "cpus_per_task": int(opts.cpus),
                               "name": f"mibench-{order.sweep_id[:8]}"}
-    if opts.executor == "slurm":
+    if cluster == "slurm":
         params.update(slurm_array_parallelism=opts.array_parallelism)
         if opts.partition:
             params["slurm_partition"] = opts.partition
@@ -131,8 +74,8 @@ def sbatch_script(opts: Options, out_dir: Path, n_jobs: int) -> str:
                               "job_name": "mibench", "partition": opts.partition,
                               "gpus_per_node": int(opts.gpus) or None,
                               "mem": f"{opts.mem_gb:g}GB" if opts.mem_gb else None, **opts.extra}
-    command = f"{sys.executable} -u -m submitit.core._submit {out_dir / 'submitit' / '%j'}"
-    return _make_sbatch_string(command=command, folder=out_dir / "submitit" / "%j",
+    command = f"{sys.executable} -u -m submitit.core._submit {Folder(out_dir).submitit / '%j'}"
+    return _make_sbatch_string(command=command, folder=Folder(out_dir).submitit / "%j",
                                **{k: v for k, v in params.items() if v is not None})
 
 
@@ -170,8 +113,6 @@ class Worker:
     driver sees the job end without one (or, requeued, start again)."""
 
     def __call__(self, order: WorkOrder) -> int:
-        from .local import Stopped, stop_on_signals
-
         if os.environ.get("SUBMITIT_EXECUTOR") != "slurm":     # submitit-local, submitit-debug
             return work(order)
         try:
@@ -246,27 +187,28 @@ def failures(jobs: list) -> list[str]:
     return errors
 
 
-def submit(order: WorkOrder, opts: Options, out_dir: Path) -> None:
-    """Submit the order as a job array (packed into chunks of about ``opts.job_minutes``) and,
-    with ``opts.wait``, wait for the jobs; a failed job leaves its runs unfinished."""
+def submit(order: WorkOrder, opts: Options, out_dir: Path, cluster: str = "slurm") -> None:
+    """Submit the order as a job array (packed into chunks of about ``opts.job_minutes``) to
+    submitit's ``cluster`` and, with ``opts.wait``, wait for the jobs; a failed job leaves its
+    runs unfinished."""
     chunks = chunk(order.groups, estimate_seconds(out_dir), opts.job_minutes * 60)
     orders = [WorkOrder(order.out_dir, c, order.sweep_id, order.force, order.data_dir,
                         order.threads or opts.cpus, False) for c in chunks]
-    executor = submitit_executor(order, opts, out_dir)
+    executor = submitit_executor(order, opts, out_dir, cluster)
     try:
         jobs = executor.map_array(Worker(), orders)
     except Exception as exc:                      # sbatch refused after its test: submitit's multi-line error
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         raise ConfigError(f"submitting the job array failed: {lines[-1] if lines else type(exc).__name__}") from None
-    array = jobs[0].job_id.split("_")[0] if opts.executor == "slurm" and jobs else ""
+    array = jobs[0].job_id.split("_")[0] if cluster == "slurm" and jobs else ""
     print(f"submitted {len(jobs)} jobs ({opts.executor}{f' array {array}' if array else ''}; "
           f"{sum(map(len, order.groups))} runs in "
-          f"chunks of about {opts.job_minutes:g} minutes); logs in {out_dir / 'submitit'}")
+          f"chunks of about {opts.job_minutes:g} minutes); logs in {Folder(out_dir).submitit}")
     if not opts.wait:
         if array:
             print(f"`mibench status {out_dir}` follows them; `scancel {array}` cancels them")
         return
-    if opts.executor == "slurm":
+    if cluster == "slurm":
         log.info("waiting for %d SLURM jobs: their result files and squeue (not sacct); "
                  "`mibench status %s` shows the runs", len(jobs), out_dir)
         errors = wait_for(jobs)
@@ -275,3 +217,29 @@ def submit(order: WorkOrder, opts: Options, out_dir: Path) -> None:
     if errors:
         raise ConfigError(f"{len(errors)} of {len(jobs)} jobs failed, their unfinished runs are left for "
                           f"`mibench run` again; {errors[0]}")
+
+
+class Cluster:
+    """The ``slurm`` executor (submitit's cluster "slurm") and its stand-ins ``submitit-local``
+    (cluster "local": the same jobs as local processes) and ``submitit-debug`` ("debug": in
+    this process)."""
+
+    here = False            # the jobs load their data where they run
+
+    def __init__(self, submitit: str):
+        self.submitit = submitit
+
+    def check(self, plan, opts: Options) -> None:
+        if plan.todo and self.submitit == "slurm":
+            check_submission(plan, opts)      # no sbatch, or it refuses the array: one line, nothing written
+
+    def describe(self, plan, opts: Options) -> str:
+        if not plan.todo or self.submitit != "slurm":
+            return ""
+        groups = [[s.to_dict() for s in g] for g in plan.todo]
+        n = len(chunk(groups, estimate_seconds(plan.out_dir), opts.job_minutes * 60))
+        return (f"{n} SLURM jobs of about {opts.job_minutes:g} minutes; the sbatch script:\n\n"
+                + sbatch_script(opts, plan.out_dir, n))
+
+    def execute(self, order: WorkOrder, opts: Options, out_dir: Path) -> None:
+        submit(order, opts, out_dir, self.submitit)

@@ -1,5 +1,5 @@
-"""The local executor: N worker processes on this machine (``python -m mibench.executors
-ORDER.json``), one torch thread each, logs in DIR/logs/; and how a sweep stops on a signal.
+"""The executors of this machine: ``inline`` (this process) and ``local`` (N worker processes,
+``python -m mibench.executors ORDER.json``, one torch thread each, logs in DIR/logs/).
 
 A driver that waits for its workers stops them when it is stopped: SIGTERM, or SIGINT to the
 driver alone (``stop_on_signals``), raises ``Stopped`` in the driver, which sends its workers
@@ -9,19 +9,19 @@ SIGTERM; each worker releases its claim and exits, and the runs finished so far 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Iterator
 
-from .executors import LOGS_DIR, ORDERS_DIR, POLL_S, Options, WorkOrder, available_cores
-from .interface import ConfigError
+from ..cpu import available_cores
+from ..interface import ConfigError
+from ..layout import Folder
+from .base import Options
+from .costs import estimate_seconds
+from .worker import POLL_S, WorkOrder, work
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +29,18 @@ log = logging.getLogger(__name__)
 def run_local(order: WorkOrder, opts: Options, out_dir: Path) -> None:
     """N worker processes, one torch thread each, logs in DIR/logs/; detached with no wait."""
     n = max(1, min(opts.workers or available_cores(), sum(map(len, order.groups)) or 1))
-    path = order.save(out_dir / ORDERS_DIR / f"{order.sweep_id}.json")
-    (out_dir / LOGS_DIR).mkdir(parents=True, exist_ok=True)
+    folder = Folder(out_dir)
+    path = order.save(folder.orders / f"{order.sweep_id}.json")
+    folder.logs.mkdir(parents=True, exist_ok=True)
     procs = []
     for i in range(n):
-        logfile = open(out_dir / LOGS_DIR / f"{order.sweep_id}-{i}.log", "w")
+        logfile = open(folder.logs / f"{order.sweep_id}-{i}.log", "w")
         procs.append((subprocess.Popen([sys.executable, "-m", "mibench.executors", str(path)],
                                        stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        start_new_session=not opts.wait,
                                        env={**os.environ, "PYTHONUNBUFFERED": "1"}), logfile))
     if not opts.wait:
-        print(f"started {n} workers (logs in {out_dir / LOGS_DIR}); `mibench status {out_dir}` follows them")
+        print(f"started {n} workers (logs in {folder.logs}); `mibench status {out_dir}` follows them")
         return
     try:
         _follow(order, out_dir, lambda: sum(p.poll() is None for p, _ in procs))
@@ -52,10 +53,10 @@ def run_local(order: WorkOrder, opts: Options, out_dir: Path) -> None:
     for i, (p, logfile) in enumerate(procs):
         logfile.close()
         if p.wait() != 0:
-            lines = (out_dir / LOGS_DIR / f"{order.sweep_id}-{i}.log").read_text().strip().splitlines()
+            lines = (folder.logs / f"{order.sweep_id}-{i}.log").read_text().strip().splitlines()
             failed.append(lines[-1] if lines else f"exit status {p.returncode}")
     if failed:
-        from .store import FinishedIndex
+        from ..store import FinishedIndex
 
         ids = order.run_ids()
         left = len(ids) - FinishedIndex(out_dir, order.sweep_id if order.force else None).count(ids)
@@ -81,42 +82,9 @@ def _terminate(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
             p.wait()
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGINT arrived (``stop_on_signals``): raised in the main thread so that the
-    way out releases claims and stops workers. The CLI exits with 128 + ``signum``."""
-
-    def __init__(self, signum: int):
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """While the block runs, SIGTERM (and SIGINT, unless it is ignored) raise ``Stopped`` once;
-    a second signal during the way out is ignored. Only in the main thread (signals cannot be
-    caught elsewhere); the previous handlers come back after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    stopping = []
-
-    def handler(signum, frame):
-        if not stopping:
-            stopping.append(signum)
-            raise Stopped(signum)
-
-    caught = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is signal.default_int_handler else [])
-    old = {sig: signal.signal(sig, handler) for sig in caught}
-    try:
-        yield
-    finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
-
-
 def _follow(order: WorkOrder, out_dir: Path, alive) -> None:
     """Wait while workers run, with a progress bar over the order's runs."""
-    from .store import FinishedIndex
+    from ..store import FinishedIndex
 
     ids = order.run_ids()
     index = FinishedIndex(out_dir, order.sweep_id if order.force else None)
@@ -133,3 +101,28 @@ def _follow(order: WorkOrder, out_dir: Path, alive) -> None:
     if bar is not None:
         bar.n = index.count(ids)
         bar.close()
+
+
+class Inline:
+    """``inline``: the order's groups in this process, one after the other."""
+
+    here = True
+
+    def check(self, plan, opts: Options) -> None:
+        pass
+
+    def describe(self, plan, opts: Options) -> str:
+        return ""
+
+    def execute(self, order: WorkOrder, opts: Options, out_dir: Path) -> None:
+        work(order)
+
+
+class Local(Inline):
+    """``local``: ``opts.workers`` worker processes (default: one per core available), the
+    longest groups first (as far as the folder's finished runs tell) for less idling at the end."""
+
+    def execute(self, order: WorkOrder, opts: Options, out_dir: Path) -> None:
+        order.groups.sort(key=estimate_seconds(out_dir), reverse=True)
+        order.threads = order.threads or 1
+        run_local(order, opts, out_dir)
