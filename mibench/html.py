@@ -31,7 +31,7 @@ from .bmi_table import BMI_NOTE, bmi_display, task_params_dict
 from .figures import figure_note
 from .layout import PAGE_FILE, Folder
 from .results import git_commit
-from .stats import CELL_KEYS, cell_ids, with_library
+from .stats import CELL_KEYS, cell_ids, estimator_labels, with_library
 from .tables import MISSING, display_table
 from .wide_tables import MI_NOTE, STAIRCASE_NOTE, TASK_NOTE, level_display, level_table, task_display, task_table
 
@@ -119,8 +119,6 @@ def leaderboard(plain: pd.DataFrame, ranking: Any) -> pd.DataFrame:
     bias: its mean rank (NaN when it is not ranked), tasks, runs, failed runs, and the mean
     over its tasks of bias, |bias|, sd and MSE, and the median seconds per run; best first
     (by mean rank, then mean |bias|)."""
-    from .report import estimator_labels
-
     cells = plain[np.isfinite(pd.to_numeric(plain["bias"], errors="coerce"))] if len(plain) else plain
     if cells.empty:
         return pd.DataFrame()
@@ -251,8 +249,6 @@ def _failed_list(failed: pd.DataFrame) -> str:
 
 
 def _tasks_section(summary: pd.DataFrame, runs: pd.DataFrame, units: str) -> str:
-    from .report import estimator_labels
-
     if summary.empty:
         return ""
     frame = summary.assign(_label=estimator_labels(summary).values,
@@ -392,7 +388,7 @@ def write_page(out: Path, **frames: Any) -> Path:
 
     Keywords: folders (the results folders read), runs (their rows), summary (``summarize``:
     every cell), plain (the cells outside staircases), stair (``staircase_summary``), labels
-    (``report.estimator_labels`` of plain), wide (``bmi_table``, or None), ranking (a
+    (``stats.estimator_labels`` of plain), wide (``bmi_table``, or None), ranking (a
     ``RankResult`` or None), tables and figures (the files written), command (the command that
     writes this report). Frames in the report's units (``summary.attrs["units"]``)."""
     return write_text(Folder(out).page, page_html(out=Path(out), **frames))

@@ -25,7 +25,7 @@ from .interface import ConfigError
 from .pool import check_out, check_poolable
 from .layout import PENDING_DIR, RUNS_FILE, Folder
 from .results import load_results, load_traces
-from .stats import FAIL_FILTERS, cells_of, in_units, staircase_runs, staircase_summary, summarize, with_library
+from .stats import FAIL_FILTERS, cells_of, estimator_labels, in_units, staircase_runs, staircase_summary, summarize
 from .tables import to_markdown, write_csv, write_tables
 from .wide_tables import MI_NOTE, STAIRCASE_NOTE, has_mi_levels, write_level_table, write_task_table
 
@@ -41,26 +41,6 @@ def load_embeddings(results_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
 
 
 #: Columns that tell one estimator from another in the ranking, after its library and name.
-_ESTIMATOR_KEYS = ("options", "critic", "encoder", "n_negatives", "batch_size", "steps", "precision", "n_samples",
-                   "protocol",
-                   "device", "grid")
-
-
-def estimator_labels(summary: pd.DataFrame) -> pd.Series:
-    """A short label per summary row naming its estimator: the name, its library when not
-    mibench ("infonce (LIBRARY)"), then as many of the columns that vary between rows as it
-    takes for each (label, task) to be one cell."""
-    lib = summary["library"] if "library" in summary else pd.Series(None, index=summary.index)
-    labels = pd.Series([with_library(n, lb) for n, lb in zip(summary["bound"], lib)], index=summary.index)
-    task = summary["task"].astype(str) + summary["task_params"].astype(str)
-    for key in _ESTIMATOR_KEYS:
-        if not (pd.DataFrame({"l": labels, "t": task}).duplicated().any()):
-            break
-        if key in summary and summary[key].astype(str).nunique() > 1:
-            labels = labels + ", " + key + "=" + summary[key].astype(str)
-    return labels
-
-
 def make_ranking(summary: pd.DataFrame, out: Path, figures_dir: Path) -> tuple[Any, list[Path]]:
     """Estimators ranked by |bias| over the tasks of a summary (mean rank, Friedman test,
     Nemenyi critical difference: ``mibench.ranking``), written as OUT/ranking.{md,csv} with the

@@ -55,6 +55,26 @@ def with_library(name: str, library: Any) -> str:
     return f"{name} ({library})"
 
 
+ESTIMATOR_KEYS = ("options", "critic", "encoder", "n_negatives", "batch_size", "steps", "precision", "n_samples",
+                   "protocol",
+                   "device", "grid")
+
+
+def estimator_labels(summary: pd.DataFrame) -> pd.Series:
+    """A short label per summary row naming its estimator: the name, its library when not
+    mibench ("infonce (LIBRARY)"), then as many of the columns that vary between rows as it
+    takes for each (label, task) to be one cell."""
+    lib = summary["library"] if "library" in summary else pd.Series(None, index=summary.index)
+    labels = pd.Series([with_library(n, lb) for n, lb in zip(summary["bound"], lib)], index=summary.index)
+    task = summary["task"].astype(str) + summary["task_params"].astype(str)
+    for key in ESTIMATOR_KEYS:
+        if not (pd.DataFrame({"l": labels, "t": task}).duplicated().any()):
+            break
+        if key in summary and summary[key].astype(str).nunique() > 1:
+            labels = labels + ", " + key + "=" + summary[key].astype(str)
+    return labels
+
+
 def _params_key(value: Any) -> str:
     """task_params (a dict, or a JSON string) as a canonical string usable as a group key."""
     if isinstance(value, str):

@@ -455,7 +455,7 @@ def test_bounds_show_their_registered_label_in_registry_order_with_fixed_colours
     assert {b: colors[b] for b in expected} == expected and colors["zz_custom"] == dark[4]
     assert F.bound_label("alpha_infonce") == "α-InfoNCE" == BOUNDS["alpha_infonce"].label
     assert F.bound_label("zz_custom") == "zz_custom"
-    assert F.style._ordered(["zz_custom", "smile", "infonce", "nwj"]) == ["infonce", "smile", "nwj", "zz_custom"]
+    assert F.style.bound_order(["zz_custom", "smile", "infonce", "nwj"]) == ["infonce", "smile", "nwj", "zz_custom"]
     BOUNDS.register("zz_labelled", type("ZZ", (), {"label": "ZZ-β"}))
     try:
         runs = frame([row(run_id=f"{b}{k}", bound=b, n_negatives=k, mi_true=2.3, mi_estimate=1.0)

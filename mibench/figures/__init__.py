@@ -39,7 +39,7 @@ from .cells import fig_bias_sd, fig_embedding, fig_estimate_vs_truth, fig_negati
 from .curves import fig_staircase, fig_training
 from .heatmap import fig_heatmap
 from .lines import line_labels, params_of
-from .style import (CRITIC_STYLES, DPI, LOG_K, STYLE, TRUTH, WIDTH, _slug, bound_colors, bound_label,
+from .style import (CRITIC_STYLES, DPI, LOG_K, STYLE, TRUTH, WIDTH, slug, bound_colors, bound_label,
                     critic_style, save_figure)
 
 __all__ = ["fig_training", "fig_staircase", "fig_bias_sd", "fig_negatives", "fig_throughput", "fig_embedding",
@@ -141,7 +141,7 @@ def _by_task_variant(frame: pd.DataFrame, stem: str, order: pd.DataFrame | None 
     for key in variants:
         p = json.loads(key)
         differs = [f"{k}-{p.get(k)}" for k in sorted(set(p) | set(first)) if p.get(k) != first.get(k)]
-        out.append((stem if not differs else f"{stem}_{_slug('_'.join(differs))}", frame[keys == key]))
+        out.append((stem if not differs else f"{stem}_{slug('_'.join(differs))}", frame[keys == key]))
     return out
 
 
@@ -171,7 +171,7 @@ def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.D
     plain_summary = summary[~cells_of(summary, stair)]
     jobs: list[tuple[str, Callable[[], Any]]] = []
     for grid, d in plain.groupby("grid", sort=False):
-        jobs.append((f"training_{_slug(grid)}" if grid else "training", lambda d=d: fig_training(traces, d)))
+        jobs.append((f"training_{slug(grid)}" if grid else "training", lambda d=d: fig_training(traces, d)))
     for name, d in _by_task_variant(stair, "staircase"):     # a panel per critic in each
         jobs.append((name, lambda d=d: fig_staircase(traces, d)))
     jobs.append(("bias_sd", lambda: fig_bias_sd(plain_summary)))
@@ -192,11 +192,11 @@ def make_figures(out_dir: str | os.PathLike, *, runs: pd.DataFrame, traces: pd.D
                                               int(known[r]["seed"]) if r in known else 0, r))
     for run_id in order:
         emb, run = embeddings[run_id], known.get(run_id)
-        name = "embedding" if run is None or len(devices) == 1 else f"embedding_{_slug(run['device'])}"
+        name = "embedding" if run is None or len(devices) == 1 else f"embedding_{slug(run['device'])}"
         if name in {j[0] for j in jobs}:
-            name = f"{name}_seed{int(run['seed'])}" if run is not None else f"embedding_{_slug(run_id)}"
+            name = f"{name}_seed{int(run['seed'])}" if run is not None else f"embedding_{slug(run_id)}"
             if name in {j[0] for j in jobs}:
-                name = f"embedding_{_slug(run_id)}"
+                name = f"embedding_{slug(run_id)}"
         cls = "digit" if run is not None and run.get("family") == "paired_mnist" else "class"
         jobs.append((name, lambda emb=emb, run=run, cls=cls: fig_embedding(emb, run=run, class_name=cls)))
 

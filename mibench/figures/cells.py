@@ -21,8 +21,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..stats import staircase_runs
 from .lines import LINE, keep_lines, natural, per_cell, pooled_note, with_lines
-from .style import (LOG_K, TRUTH, _compact, _encodings, _legend, _logk_handle, new_figure, _ok, _ordered,
-                    styled, _truth_handle, bound_colors, bound_label)
+from .style import (LOG_K, TRUTH, compact, encodings, add_legend, logk_handle, new_figure, finished_runs, bound_order,
+                    styled, truth_marker, bound_colors, bound_label)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def fig_bias_sd(summary: pd.DataFrame, *, sd: str = "within_sd", height: float =
     rows = keep_lines(rows, along="mi_true")
     if rows.empty:
         raise ValueError("fig_bias_sd: no bound/critic with estimates at two or more true MI values")
-    lines, critics, colors, styles = _encodings(rows)
+    lines, critics, colors, styles = encodings(rows)
     fig, (ax_b, ax_s) = new_figure(height, nrows=2)
     for (bound, critic, label), d in rows.groupby(["bound", "critic", LINE]):
         d = d.sort_values(["mi_true", "task_params"] if "task_params" in d else "mi_true", kind="stable")
@@ -64,12 +64,12 @@ def fig_bias_sd(summary: pd.DataFrame, *, sd: str = "within_sd", height: float =
         ax_s.plot(d["mi_true"], d[sd], **kw)
     mis = np.array(sorted(set(rows["mi_true"])))
     ax_b.axhline(0.0, **TRUTH)
-    extra = [(_truth_handle()[0], "zero bias (truth)")]
+    extra = [(truth_marker()[0], "zero bias (truth)")]
     ks = sorted(set(rows["n_negatives"])) if "n_negatives" in rows else []
     if len(ks) == 1:
         grid = np.linspace(mis.min(), mis.max(), 100)
         ax_b.plot(grid, np.minimum(math.log(ks[0] + 1) - grid, 0.0), **LOG_K)
-        extra.append((_logk_handle()[0], f"ln(K+1) − MI, K = {ks[0]}"))
+        extra.append((logk_handle()[0], f"ln(K+1) − MI, K = {ks[0]}"))
     ax_b.set_ylabel("bias [nats]")
     ax_s.set_ylabel(("within-run sd" if sd == "within_sd" else "sd over seeds") + " [nats]")
     ax_s.set_xlabel("true MI [nats]")
@@ -83,7 +83,7 @@ def fig_bias_sd(summary: pd.DataFrame, *, sd: str = "within_sd", height: float =
             ax.set_yscale("symlog", linthresh=1.0)
     if len(critics) == 1:
         ax_b.set_title(f"{critics[0]} critic", loc="left", pad=2)
-    _legend(fig, lines, critics, extra=extra, ncol=3)
+    add_legend(fig, lines, critics, extra=extra, ncol=3)
     return fig
 
 
@@ -101,13 +101,13 @@ def fig_negatives(runs: pd.DataFrame, *, height: float = 2.6):
     differ in another key (steps, batch size, the truth, the device, ...) are lines of their own,
     named in the legend by what differs (``lines.line_labels``).
     """
-    ok = _ok(runs)
+    ok = finished_runs(runs)
     ok = ok[~ok.index.isin(staircase_runs(ok).index) & np.isfinite(ok["mi_estimate"])]
     agg = per_cell(ok.assign(_mi=ok["mi_true"].round(6)), "mi_estimate")
     agg = keep_lines(agg, along="n_negatives")
     if agg.empty:
         raise ValueError("fig_negatives: no bound with estimates at two or more K")
-    lines, critics, colors, styles = _encodings(agg)
+    lines, critics, colors, styles = encodings(agg)
     steps = sorted(set(agg["steps"]))
     fig, (ax,) = new_figure(height)
     for (bound, critic, label), d in agg.groupby(["bound", "critic", LINE], sort=True):
@@ -130,7 +130,7 @@ def fig_negatives(runs: pd.DataFrame, *, height: float = 2.6):
     if len(steps) == 1:                  # else the legend names each line's steps
         title.append(f"{int(steps[0]):,} training steps")
     ax.set_title(", ".join(title), loc="left", pad=2)
-    _legend(fig, lines, critics, extra=[_truth_handle(), _logk_handle()])
+    add_legend(fig, lines, critics, extra=[truth_marker(), logk_handle()])
     return fig
 
 
@@ -148,13 +148,13 @@ def fig_throughput(runs: pd.DataFrame, *, bar_height: float = 0.2):
     of a sweep, BMI's tasks, and the grids that name them): the title says so when it does.
     Cells that differ in another key (steps, batch size, ...) are bars of their own, named by
     what differs (``lines.line_labels``)."""
-    ok = _ok(runs)
+    ok = finished_runs(runs)
     ok = ok[np.isfinite(pd.to_numeric(ok.get("pairs_per_s"), errors="coerce"))]
     if ok.empty:
         raise ValueError("fig_throughput: no runs with a throughput")
     multi_c = ok["critic"].nunique() > 1
     multi_k = ok["n_negatives"].nunique() > 1
-    order_b = _ordered(ok["bound"])
+    order_b = bound_order(ok["bound"])
     pooled = ("grid", "task_params")          # the tasks (and the sweeps that name them) a bar pools
     ok = with_lines(ok, encoded=("bound", "critic", "n_negatives", "device"), pooled=pooled)
 
@@ -192,7 +192,7 @@ def fig_throughput(runs: pd.DataFrame, *, bar_height: float = 0.2):
         ax.set_xlim(lo / 2, hi * 2.5)
     else:
         ax.set_xlim(0, hi * 1.18)
-    ax.xaxis.set_major_formatter(FuncFormatter(_compact))
+    ax.xaxis.set_major_formatter(FuncFormatter(compact))
     for container in ax.containers:
         ax.bar_label(container, labels=[f"{v:,.0f}" for v in container.datavalues], padding=1.5,
                      fontsize=5.5)
@@ -276,7 +276,7 @@ def fig_truth(summary: pd.DataFrame, *, row_height: float = 0.28):
     rows["_task"] = labels
     rows = with_lines(rows, encoded=("bound", "critic", "task_params"))
     order = rows.groupby("_task")["mi_true"].first().sort_values().index.tolist()
-    lines, critics, colors, styles = _encodings(rows)
+    lines, critics, colors, styles = encodings(rows)
     fig, (ax,) = new_figure(0.9 + row_height * len(order))
     pos = {t: i for i, t in enumerate(order)}
     markers = sorted(rows.groupby(["bound", "critic", LINE]).groups,
@@ -297,7 +297,7 @@ def fig_truth(summary: pd.DataFrame, *, row_height: float = 0.28):
     ax.set_xlabel("mutual information [nats]")
     ax.grid(axis="y", visible=False)
     truth_handle = Line2D([], [], ls="none", marker="|", markersize=9, color=TRUTH["color"], markeredgewidth=1.4)
-    _legend(fig, lines, critics, extra=[(truth_handle, "true MI")])
+    add_legend(fig, lines, critics, extra=[(truth_handle, "true MI")])
     return fig
 
 
@@ -362,7 +362,7 @@ def fig_estimate_vs_truth(summary: pd.DataFrame, *, panel_height: float = 2.3):
     rows["_truth"] = rows["mi_true"].astype(float).round(6)
     rows["_marker"] = list(zip(rows["bound"], rows["critic"], rows[LINE]))
     families = sorted(rows["family"].unique())
-    lines, critics, colors, styles = _encodings(rows)
+    lines, critics, colors, styles = encodings(rows)
     fig, axes = new_figure(0.8 + panel_height * len(families), nrows=len(families), sharex=False)
     markers = sorted(rows.groupby(["bound", "critic", LINE]).groups,
                      key=lambda bcl: (lines.index((bcl[0], bcl[2])), str(bcl[1])))
@@ -406,5 +406,5 @@ def fig_estimate_vs_truth(summary: pd.DataFrame, *, panel_height: float = 2.3):
             ax.set_xlabel("true MI [nats]")
         ax.set_title(family, fontsize="small")
         ax.set_ylabel("estimate [nats]")
-    _legend(fig, lines, critics, extra=[_truth_handle()])
+    add_legend(fig, lines, critics, extra=[truth_marker()])
     return fig

@@ -15,8 +15,8 @@ import pandas as pd
 from ..interface import level_of_step
 from ..stats import staircase_runs
 from .lines import LINE, params_of, with_lines
-from .style import (LOG_K, LOGK_LABEL, TRUTH, _auto_window, _encodings, _fmt_mi, _legend, _logk_handle,
-                    new_figure, _ok, _smooth, styled, _test_handle, _truth_handle, _ylim)
+from .style import (LOG_K, LOGK_LABEL, TRUTH, auto_window, encodings, fmt_mi, add_legend, logk_handle,
+                    new_figure, finished_runs, smooth_series, styled, test_marker, truth_marker, fit_ylim)
 
 # --------------------------------------------------------------------------------------------
 # 1. Estimate vs training step
@@ -39,7 +39,7 @@ def fig_training(traces: pd.DataFrame, runs: pd.DataFrame, *, smooth: int | None
     device, ...) are lines of their own, named in the legend by what differs
     (``lines.line_labels``); tasks of equal truth get panels of their own, titled by task.
     """
-    runs = _ok(runs)
+    runs = finished_runs(runs)
     runs = runs[~runs.index.isin(staircase_runs(runs).index)]
     runs = runs[runs["run_id"].isin(set(traces["run_id"]))]
     if runs.empty:
@@ -53,13 +53,13 @@ def fig_training(traces: pd.DataFrame, runs: pd.DataFrame, *, smooth: int | None
     multi_k = len({k for _, k, _ in panels}) > 1
     shared = pd.Series([(m, k) for m, k, _ in panels]).value_counts()       # tasks of one truth and K
     fig, axes = new_figure(panel_height * len(panels) + 0.55, nrows=len(panels))
-    lines, critics, colors, styles = _encodings(runs)
+    lines, critics, colors, styles = encodings(runs)
     meta = runs.set_index("run_id")
     data = traces[traces["run_id"].isin(meta.index)].reset_index(drop=True)
     data = data.join(meta[["bound", "critic", LINE, "_panel"]], on="run_id")
     x_end = float(runs["steps"].max())
     data["smooth"] = data.groupby("run_id", group_keys=False)["estimate"].apply(
-        lambda s: _smooth(s, smooth or _auto_window(len(s))))
+        lambda s: smooth_series(s, smooth or auto_window(len(s))))
     for panel, (ax, (mi, k, task)) in enumerate(zip(axes, panels)):
         sel = data[data["_panel"] == panel]
         shown = []
@@ -86,19 +86,19 @@ def fig_training(traces: pd.DataFrame, runs: pd.DataFrame, *, smooth: int | None
                         elinewidth=0.8, capsize=1.5, zorder=5, clip_on=False)
             shown.append(np.array([y]))
         ax.axhline(float(mi), **TRUTH)
-        _ylim(ax, np.concatenate(shown) if shown else np.array([]), [float(mi)])
+        fit_ylim(ax, np.concatenate(shown) if shown else np.array([]), [float(mi)])
         ax.set_ylabel("estimate [nats]")
         if len(panels) > 1:
             which = _task_text(task, [t for m, kk, t in panels if (m, kk) == (mi, k)]) if shared[(mi, k)] > 1 else ""
-            ax.set_title(f"true MI = {_fmt_mi(mi)} nats" + (f", K = {k}" if multi_k else "")
+            ax.set_title(f"true MI = {fmt_mi(mi)} nats" + (f", K = {k}" if multi_k else "")
                          + (f", {which}" if which else ""), loc="left", pad=2)
     axes[-1].set_xlabel("training step")
     for ax in axes:
         ax.set_xlim(left=0)
-    extra = [_truth_handle(), _test_handle()]
-    _legend(fig, lines, critics, extra=extra)
+    extra = [truth_marker(), test_marker()]
+    add_legend(fig, lines, critics, extra=extra)
     if len(panels) == 1:
-        axes[0].set_title(f"true MI = {_fmt_mi(panels[0][0])} nats, K = {panels[0][1]}"
+        axes[0].set_title(f"true MI = {fmt_mi(panels[0][0])} nats, K = {panels[0][1]}"
                           + (f", {critics[0]} critic" if len(critics) == 1 else ""), loc="left", pad=2)
     return fig
 
@@ -129,12 +129,12 @@ def fig_staircase(traces: pd.DataFrame, runs: pd.DataFrame, *, smooth: int | Non
     ``smooth`` points (default 1/10 of a level's points) and averaged over seeds; the raw
     trace is drawn faintly behind.
     """
-    runs = _ok(staircase_runs(runs))
+    runs = finished_runs(staircase_runs(runs))
     runs = runs[runs["run_id"].isin(set(traces["run_id"]))]
     if runs.empty:
         raise ValueError("fig_staircase: no finished staircase runs with traces")
     runs = with_lines(runs)
-    lines, critics, colors, _ = _encodings(runs)
+    lines, critics, colors, _ = encodings(runs)
     fig, axes = new_figure(panel_height * len(critics) + 0.55, nrows=len(critics))
     meta = runs.set_index("run_id")
     data = traces[traces["run_id"].isin(meta.index)].reset_index(drop=True)
@@ -144,7 +144,7 @@ def fig_staircase(traces: pd.DataFrame, runs: pd.DataFrame, *, smooth: int | Non
     n_levels = data.groupby("run_id")["level"].max() + 1
     per_level = data.groupby("run_id").size() / n_levels
     data["smooth"] = data.groupby(["run_id", "level"], group_keys=False)["estimate"].apply(
-        lambda s: _smooth(s, smooth or _auto_window(int(per_level[s.name[0]]), per=10)))
+        lambda s: smooth_series(s, smooth or auto_window(int(per_level[s.name[0]]), per=10)))
     ks = sorted(set(runs["n_negatives"]))
     for ax, critic in zip(axes, critics):
         sel = data[data["critic"] == critic]
@@ -166,12 +166,12 @@ def fig_staircase(traces: pd.DataFrame, runs: pd.DataFrame, *, smooth: int | Non
         for k in ks:
             ax.axhline(math.log(k + 1), **LOG_K)
         top = [max(float(t.max()) for t in truths)] + [math.log(k + 1) for k in ks]
-        _ylim(ax, np.concatenate(shown) if shown else np.array([]), top)
+        fit_ylim(ax, np.concatenate(shown) if shown else np.array([]), top)
         ax.set_ylabel("estimate [nats]")
         if len(critics) > 1:
             ax.set_title(f"{critic} critic", loc="left", pad=2)
         ax.set_xlim(0, data["step"].max())
     axes[-1].set_xlabel("training step")
     k_text = LOGK_LABEL if len(ks) != 1 else f"ln(K+1), K = {ks[0]}"
-    _legend(fig, lines, [], extra=[(_truth_handle()[0], "true MI (stepped)"), (_logk_handle()[0], k_text)])
+    add_legend(fig, lines, [], extra=[(truth_marker()[0], "true MI (stepped)"), (logk_handle()[0], k_text)])
     return fig

@@ -74,7 +74,7 @@ def critic_style(name: str) -> tuple[Any, str]:
     return CRITIC_STYLES.get(name, ("--", "v"))
 
 
-def _ordered(names: Iterable[str]) -> list[str]:
+def bound_order(names: Iterable[str]) -> list[str]:
     """Bound names in display order: the registry's (``list(BOUNDS)``), unregistered ones last."""
     order = list(BOUNDS)
     return sorted(set(names), key=lambda n: (order.index(n) if n in order else len(order), str(n)))
@@ -112,7 +112,7 @@ def _line_colors(lines: Sequence[str | tuple[str, str]]) -> dict[tuple[str, str]
     return line_colors(pairs, bound_colors([b for b, _ in pairs]))
 
 
-def _legend(fig, bounds: Sequence[str | tuple[str, str]], critics: Sequence[str], *,
+def add_legend(fig, bounds: Sequence[str | tuple[str, str]], critics: Sequence[str], *,
             extra: Sequence[tuple[Any, str]] = (), ncol: int | None = None) -> None:
     """A figure legend above the axes: one entry per line (colour: a bound, or a (bound, label)
     line named "InfoNCE, steps=20"), per critic (line style, when there is more than one) and
@@ -160,29 +160,29 @@ def _critic_styles(critics: Sequence[str]) -> dict[str, tuple[Any, str]]:
     return {c: critic_style(c) for c in critics}
 
 
-def _encodings(frame: pd.DataFrame):
+def encodings(frame: pd.DataFrame):
     """The lines of ``frame`` ((bound, label) pairs, bounds in display order: ``ordered_lines``
     over its ``_line`` labels, "" when it has none), its critics, a colour per line and a
     (line style, marker) per critic: the encoding every bound-by-critic figure shares."""
-    lines = ordered_lines(frame, _ordered(frame["bound"]))
+    lines = ordered_lines(frame, bound_order(frame["bound"]))
     critics = sorted(set(frame["critic"]))
     return lines, critics, _line_colors(lines), _critic_styles(critics)
 
 
-def _truth_handle():
+def truth_marker():
     return Line2D([], [], **TRUTH), TRUTH_LABEL
 
 
-def _logk_handle():
+def logk_handle():
     return Line2D([], [], **LOG_K), LOGK_LABEL
 
 
-def _test_handle():
+def test_marker():
     return Line2D([], [], ls="none", marker="o", color="0.6", markeredgecolor="black",
                   markeredgewidth=0.6, markersize=4.5), TEST_LABEL
 
 
-def _compact(value: float, _pos=None) -> str:
+def compact(value: float, _pos=None) -> str:
     """1500 -> "1.5k", 2e6 -> "2M": tick labels for a log throughput axis."""
     for scale, suffix in ((1e6, "M"), (1e3, "k")):
         if value >= scale:
@@ -190,15 +190,15 @@ def _compact(value: float, _pos=None) -> str:
     return f"{value:g}"
 
 
-def _smooth(values: pd.Series, window: int) -> pd.Series:
+def smooth_series(values: pd.Series, window: int) -> pd.Series:
     return values.rolling(window, center=True, min_periods=1).mean() if window > 1 else values
 
 
-def _auto_window(n_points: int, per: int = 25) -> int:
+def auto_window(n_points: int, per: int = 25) -> int:
     return max(1, int(round(n_points / per)))
 
 
-def _ylim(ax, values: np.ndarray, truths: Iterable[float]) -> None:
+def fit_ylim(ax, values: np.ndarray, truths: Iterable[float]) -> None:
     """y limits that show the truths and the estimates, but no lower than -(top / 2 + 0.5)
     and no higher than 1.6 top + 1 (top = the largest truth): a diverging estimator (NWJ,
     MINE at high MI) runs off the edge rather than flattening every other line."""
@@ -213,11 +213,11 @@ def _ylim(ax, values: np.ndarray, truths: Iterable[float]) -> None:
     ax.set_ylim(lo - 0.06 * span, hi + 0.08 * span)
 
 
-def _ok(runs: pd.DataFrame) -> pd.DataFrame:
+def finished_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["status"] == "ok"] if "status" in runs else runs
 
 
-def _fmt_mi(v: float) -> str:
+def fmt_mi(v: float) -> str:
     return f"{v:.2f}" if abs(v - round(v)) > 1e-6 else f"{v:.0f}"
 
 
@@ -238,6 +238,6 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str, formats: Sequence[st
     return paths
 
 
-def _slug(value: Any) -> str:
+def slug(value: Any) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in str(value)) or "all"
 
