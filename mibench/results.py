@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .layout import CORRUPT_DIR, PENDING_DIR, RUNS_FILE, TRACES_FILE
+from .layout import PENDING_DIR, RUNS_FILE, TRACES_FILE
 
 log = logging.getLogger(__name__)
 

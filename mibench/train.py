@@ -16,7 +16,6 @@ import torch
 
 from .cpu import keep_freed_buffers
 from .estimators import TransformedEstimator
-from .finite import FiniteSample, evaluate_sample  # noqa: F401  (re-exported: they were defined here)
 from .interface import PRECISIONS, ConfigError, Task
 from .nets import candidate_indices
 from .protocol import EarlyStopping

@@ -10,7 +10,7 @@ from mibench.distributions import CorrelatedGaussian
 from mibench.executors import sweep
 from mibench.plan import expand
 from mibench.presets import load_preset
-from mibench.train import FiniteSample
+from mibench.finite import FiniteSample
 
 
 def preset(tmp_path, train_extra: str, grid: str = "[[grid]]\nbounds = ['infonce', 'nwj']\n") -> str:

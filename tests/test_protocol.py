@@ -287,8 +287,6 @@ def test_runs_under_two_protocols_are_two_cells_in_tables_and_figures():
     """Two sweeps that differ only in their training protocol (the final estimate, and BMI's
     best held-out one) are kept apart by the summary, and each is its own line in the bias
     figure, named by its protocol: nothing averages them."""
-    import pandas as pd
-
     from mibench import figures as F
     from mibench.results import protocol_text, to_frame
     from mibench.stats import summarize
