@@ -321,7 +321,8 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
 
 
-def _provenance_section(runs: pd.DataFrame, folders: list[Path], tables: list[Path], out: Path, command: str) -> str:
+def _provenance_section(runs: pd.DataFrame, folders: list[Path], tables: list[Path], out: Path, command: str,
+                        commit: str | None) -> str:
     from . import __version__
 
     def col(name: str) -> list[Any]:
@@ -338,7 +339,7 @@ def _provenance_section(runs: pd.DataFrame, folders: list[Path], tables: list[Pa
     items = [
         ("Command", f"<code>{_esc(command)}</code>"),
         ("Page written", f"{_esc(_now())} by mibench {_esc(__version__)}, git commit "
-                         f"{_esc(git_commit() or 'unknown')}, Python {_esc(platform.python_version())}, "
+                         f"{_esc(commit or 'unknown')}, Python {_esc(platform.python_version())}, "
                          f"torch {_esc(_version('torch'))}"),
         ("Page written on", f"{_esc(platform.platform())}; CPU {_esc(_cpu())}, {os.cpu_count()} cores"),
         ("Runs finished", _esc(f"{finished[0]} to {finished[-1]}") if finished else "not recorded"),
@@ -354,7 +355,7 @@ def _provenance_section(runs: pd.DataFrame, folders: list[Path], tables: list[Pa
 
 def page_html(*, out: Path, folders: list[Path], runs: pd.DataFrame, summary: pd.DataFrame, plain: pd.DataFrame,
               stair: pd.DataFrame, labels: pd.Series, wide: pd.DataFrame | None, ranking: Any, tables: list[Path],
-              figures: list[Path], command: str) -> str:
+              figures: list[Path], command: str, commit: str | None = None) -> str:
     """The page's HTML (see ``write_page``)."""
     units = summary.attrs.get("units", "nats")
     style, script = (path.read_text(encoding="utf-8") for path in ASSETS)
@@ -371,7 +372,8 @@ def page_html(*, out: Path, folders: list[Path], runs: pd.DataFrame, summary: pd
         ("figures", "Figures", f'<div class="figures">{"".join(_figure(p, out) for p in pngs)}</div>' if pngs
          else '<p class="note">No figures.</p>'),
         ("tasks", "Tasks", _tasks_section(summary, runs, units)),
-        ("provenance", "Provenance", _provenance_section(runs, folders, tables, out, command)),
+        ("provenance", "Provenance", _provenance_section(runs, folders, tables, out, command,
+                                                                     commit if commit is not None else git_commit())),
     ]
     nav = "".join(f'<a href="#{k}">{t}</a>' for k, t, _ in sections)
     body = "".join(f'<section id="{k}"><h2>{t}</h2>{html_}</section>' for k, t, html_ in sections)
@@ -390,5 +392,6 @@ def write_page(out: Path, **frames: Any) -> Path:
     every cell), plain (the cells outside staircases), stair (``staircase_summary``), labels
     (``stats.estimator_labels`` of plain), wide (``bmi_table``, or None), ranking (a
     ``RankResult`` or None), tables and figures (the files written), command (the command that
-    writes this report). Frames in the report's units (``summary.attrs["units"]``)."""
+    writes this report), commit (mibench's git commit as the report began; read now when not
+    given). Frames in the report's units (``summary.attrs["units"]``)."""
     return write_text(Folder(out).page, page_html(out=Path(out), **frames))

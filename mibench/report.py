@@ -24,7 +24,7 @@ from .html import write_page
 from .interface import ConfigError
 from .pool import check_out, check_poolable
 from .layout import PENDING_DIR, RUNS_FILE, Folder
-from .results import load_results, load_traces
+from .results import git_commit, load_results, load_traces
 from .stats import FAIL_FILTERS, cells_of, estimator_labels, in_units, staircase_runs, staircase_summary, summarize
 from .tables import to_markdown, write_csv, write_tables
 from .wide_tables import MI_NOTE, STAIRCASE_NOTE, has_mi_levels, write_level_table, write_task_table
@@ -166,6 +166,7 @@ def make_report(results_dir: str | os.PathLike | list[str | os.PathLike], out_di
     """
     if fail_filter not in FAIL_FILTERS:
         raise ConfigError(f"unknown fail filter {fail_filter!r}; allowed: {', '.join(FAIL_FILTERS)}")
+    commit = git_commit()          # read before the report's own files make the checkout look edited
     folders = [Path(results_dir)] if isinstance(results_dir, (str, os.PathLike)) else [Path(d) for d in results_dir]
     if not folders:
         raise ConfigError("no results folder given")
@@ -209,6 +210,6 @@ def make_report(results_dir: str | os.PathLike | list[str | os.PathLike], out_di
     tables, figures = tables + ranking_files[:2], figures + ranking_files[2:]
     page = write_page(out, folders=folders, runs=runs, summary=summary, plain=plain, stair=stair, labels=labels,
                       wide=wide, ranking=ranking, tables=tables, figures=figures,
-                      command=report_command(folders, out_dir, units, fail_filter))
+                      command=report_command(folders, out_dir, units, fail_filter), commit=commit)
     return {"summary": summary, "markdown": to_markdown(summary), "tables": tables, "figures": figures,
             "ranking": ranking, "page": page}

@@ -177,6 +177,21 @@ def test_truth_shows_its_standard_error_or_says_it_is_not_recorded(tmp_path, mon
     assert "not recorded" not in text.split('id="provenance"')[0]
 
 
+def test_the_page_names_the_commit_as_the_report_began(tmp_path, monkeypatch):
+    """The page's commit is read before the report writes its files (which, in a checkout whose
+    results folder is committed, would make the commit look edited): the commit as it was then."""
+    import mibench.html
+    import mibench.report
+
+    monkeypatch.setattr(F.style, "FORMATS", ("png",))
+    monkeypatch.setattr(mibench.report, "git_commit", lambda: "0123abc")
+    monkeypatch.setattr(mibench.html, "git_commit", lambda: "0123abc-dirty")
+    folder = write_runs(tmp_path / "results", synthetic_rows(n_tasks=2, seeds=2))
+    make_report(folder)
+    text = (folder / PAGE).read_text(encoding="utf-8")
+    assert "git commit 0123abc," in text and "0123abc-dirty" not in text
+
+
 def test_a_large_folder_gives_a_row_per_cell_not_per_run(tmp_path, monkeypatch):
     monkeypatch.setattr(F.style, "FORMATS", ("png",))
     rows = synthetic_rows(n_tasks=20, seeds=10, copies=2, fail_every=50)       # 1,200 runs, 120 cells
