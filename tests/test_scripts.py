@@ -104,3 +104,31 @@ def test_bmi_speed_flop_count_matches_torchs_count_of_the_critic_matmuls():
     elementwise = 2 * p * h1 + 2 * p * (h2 + 1)            # biases
     assert (report.critic_flops(dx, dy, (h1, h2), n_x=b, n_y=b, n_pairs=p, concat=True) - elementwise
             == concat.get_total_flops())
+
+
+def test_bmi_side_by_side_computes_z_and_counts_cells_within_three_standard_errors():
+    """scripts/bmi_side_by_side.py on rows made by hand: z of the two means' difference with
+    each side's own seed count; same-seed twins (KSG run twice) count as within; the count line."""
+    import pandas as pd
+
+    sbs = _load("bmi_side_by_side")
+    rows = []
+
+    def add(bound, library, grid, estimates, task="t1"):
+        for seed, v in enumerate(estimates):
+            rows.append(dict(task_params={"name": task}, grids=[grid], grid=grid, bound=bound, library=library,
+                             status="ok", mi_estimate=v, seed=seed, mi_true=1.0))
+
+    add("infonce", "mibench", "bmi_v2", [0.9, 1.0, 1.1, 1.0])
+    add("InfoNCE (BMI)", "bmi", "bmi_infonce", [0.95, 1.05, 1.0])
+    add("nwj", "mibench", "bmi_v2", [0.9, 1.0, 1.1, 1.0])
+    add("NWJ (BMI)", "bmi", "bmi_nwj", [0.5, 0.52, 0.48])
+    add("ksg", "mibench", "classical", [0.7, 0.8])
+    add("KSG (BMI)", "bmi", "bmi_ksg", [0.7, 0.8])
+    table = sbs.side_by_side(pd.DataFrame(rows)).set_index("estimator")
+    z = (1.0 - 0.5) / math.sqrt(pd.Series([0.9, 1.0, 1.1, 1.0]).var() / 4 + pd.Series([0.5, 0.52, 0.48]).var() / 3)
+    assert table.loc["nwj", "z"] == pytest.approx(z) and not table.loc["nwj", "within 3 SE"]
+    assert abs(table.loc["infonce", "z"]) < 1 and table.loc["infonce", "within 3 SE"]
+    assert table.loc["ksg", "same-seed max diff"] == 0 and table.loc["ksg", "within 3 SE"]
+    assert (table.loc["infonce", "mibench seeds"], table.loc["infonce", "BMI seeds"]) == (4, 3)
+    assert sbs.counts(table.reset_index()) == "infonce 1 of 1; nwj 0 of 1; ksg 1 of 1"
