@@ -131,4 +131,12 @@ def test_bmi_side_by_side_computes_z_and_counts_cells_within_three_standard_erro
     assert abs(table.loc["infonce", "z"]) < 1 and table.loc["infonce", "within 3 SE"]
     assert table.loc["ksg", "same-seed max diff"] == 0 and table.loc["ksg", "within 3 SE"]
     assert (table.loc["infonce", "mibench seeds"], table.loc["infonce", "BMI seeds"]) == (4, 3)
-    assert sbs.counts(table.reset_index()) == "infonce 1 of 1; nwj 0 of 1; ksg 1 of 1"
+    from scipy import stats
+
+    welch = stats.ttest_ind([0.9, 1.0, 1.1, 1.0], [0.5, 0.52, 0.48], equal_var=False)
+    assert table.loc["nwj", "z"] == pytest.approx(welch.statistic) and table.loc["nwj", "p"] == pytest.approx(welch.pvalue)
+    p3 = 2 * stats.t.sf(3.0, table.loc["infonce", "welch df"])
+    assert table.loc["infonce", "P3"] == pytest.approx(p3) and table.loc["ksg", "P3"] == 0
+    nwj_p3 = table.loc["nwj", "P3"]
+    assert sbs.counts(table.reset_index()) == \
+        f"infonce 1 of 1 ({p3:.1f} beyond by chance); nwj 0 of 1 ({nwj_p3:.1f} beyond by chance); ksg 1 of 1 (0.0 beyond by chance)"
