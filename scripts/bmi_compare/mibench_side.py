@@ -25,10 +25,10 @@ class MibenchSide:
 
         import torch
 
-        import mibench
+        from mibench.results import git_commit
 
         return {"python": platform.python_version(), "torch": torch.__version__,
-                "mibench": md.version("mibench"), "mibench_path": str(Path(mibench.__file__).parent),
+                "mibench": md.version("mibench"), "mibench_commit": git_commit(),
                 "threads": torch.get_num_threads()}
 
     def peak(self, seconds: float, n: int = 1024) -> dict:

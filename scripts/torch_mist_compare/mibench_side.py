@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import platform
-from pathlib import Path
 
 from .shared import BATCH, GAUSS_CONFIGS, GAUSS_DIM, GAUSS_MI, N_FIXED_BATCHES, fixed_rate
 
@@ -33,10 +32,10 @@ class MibenchSide:
 
         import torch
 
-        import mibench
+        from mibench.results import git_commit
 
         return {"python": platform.python_version(), "torch": torch.__version__,
-                "mibench": md.version("mibench"), "mibench_path": str(Path(mibench.__file__).parent),
+                "mibench": md.version("mibench"), "mibench_commit": git_commit(),
                 "threads": torch.get_num_threads()}
 
     @staticmethod
