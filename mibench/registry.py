@@ -35,7 +35,7 @@ class Registry(Generic[T]):
     """Maps names to objects. Registering a name twice raises; looking up an unknown name
     raises a ConfigError that lists the closest known names.
 
-    >>> colours = Registry[int]("colour")
+    >>> colours: Registry[int] = Registry("colour")
     >>> colours.register("red", 1)
     1
     >>> colours["red"]

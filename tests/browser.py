@@ -128,7 +128,9 @@ def _check_links(page: Any, path: Path, problems: list[str], seen: dict[str, int
         seen["links"] += 1
         url = urlparse(href)
         if url.scheme in ("http", "https") or href.startswith("//"):
-            if not allow_network:
+            if allow_network:
+                seen["links out"] = seen.get("links out", 0) + 1
+            else:
                 problems.append(f"link: {href} leaves the machine")
         elif url.scheme in ("mailto", "data"):
             continue
@@ -141,13 +143,15 @@ def _check_links(page: Any, path: Path, problems: list[str], seen: dict[str, int
 
 def check_page(path: str | Path, *, screenshot: str | Path | None = None, browser: Any = None,
                seen: dict[str, int] | None = None, allow_network: bool = False, max_tables: int = 30,
-               timings: dict[str, float] | None = None) -> list[str]:
+               timings: dict[str, float] | None = None, links_out: bool = False) -> list[str]:
     """The problems of the page at ``path`` (a local HTML file), one line each; [] when it
     passes. ``screenshot``: where to save a full-page PNG (taken before the checks click
     anything). ``browser``: a Playwright browser to reuse (else Chromium is launched, or
     BrowserMissing raised). ``seen`` (filled in): how many images, links, sortable tables and
     filters were checked. ``timings`` (filled in): seconds to the DOMContentLoaded and load
-    events, and for the whole navigation."""
+    events, and for the whole navigation. ``links_out``: links to the network are allowed (a
+    documentation page citing a project's site) and counted in ``seen["links out"]``; requests
+    to the network still are problems."""
     path = Path(path).resolve()
     seen = seen if seen is not None else {}
     seen.update({"images": 0, "links": 0, "sorted tables": 0, "filters": 0})
@@ -156,7 +160,8 @@ def check_page(path: str | Path, *, screenshot: str | Path | None = None, browse
             chromium = launch(p)
             try:
                 return check_page(path, screenshot=screenshot, browser=chromium, seen=seen,
-                                  allow_network=allow_network, max_tables=max_tables, timings=timings)
+                                  allow_network=allow_network, max_tables=max_tables, timings=timings,
+                                  links_out=links_out)
             finally:
                 chromium.close()
     problems: list[str] = []
@@ -182,7 +187,7 @@ def check_page(path: str | Path, *, screenshot: str | Path | None = None, browse
             seen["images"] += 1
             if not width:
                 problems.append(f"image: {src} did not load")
-        _check_links(page, path, problems, seen, allow_network)
+        _check_links(page, path, problems, seen, allow_network or links_out)
         page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
         _check_sorting(page, problems, seen, max_tables)
         _check_filters(page, problems, seen)

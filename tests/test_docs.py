@@ -26,10 +26,16 @@ def _build(config: Path, site: Path) -> subprocess.CompletedProcess:
     return done
 
 
-def test_the_site_builds_strictly_with_the_figures_and_the_api_reference(tmp_path):
-    site = tmp_path / "site"
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The real site, built with --strict."""
+    site = tmp_path_factory.mktemp("docs") / "site"
     done = _build(ROOT / "mkdocs.yml", site)
     assert done.returncode == 0, done.stdout + done.stderr
+    return site
+
+
+def test_the_site_builds_strictly_with_the_figures_and_the_api_reference(site):
     page = site / "reference-results" / "index.html"
     html = page.read_text(encoding="utf-8")
     images = [part.split('"')[0] for part in html.split('<img alt="')[1:] for part in [part.split('src="')[1]]]
@@ -39,6 +45,36 @@ def test_the_site_builds_strictly_with_the_figures_and_the_api_reference(tmp_pat
     api = (site / "api" / "estimators" / "index.html").read_text(encoding="utf-8")
     assert "mibench.bounds" in api and "mibench.sample" in api
     assert html.count("<table>") >= 6                         # the generated tables, rendered
+
+
+@pytest.mark.browser
+def test_every_page_of_the_site_loads_in_a_browser_with_no_broken_link_or_image(site):
+    """Every page of the built site, and every report page it carries, opened from disk in
+    headless Chromium (tests/browser.py): no console or script error, no request leaving the
+    machine, every image loaded, every local link and anchor resolving. Links out to other
+    projects' sites are allowed on the documentation pages (not on report pages)."""
+    from browser import BrowserMissing, check_page, launch, sync_playwright
+
+    pages = sorted(site.rglob("index.html"))
+    reports = [p for p in pages if "results" in p.relative_to(site).parts]
+    assert len(pages) >= 15 and len(reports) >= 6, [str(p.relative_to(site)) for p in pages]
+    problems, seen = {}, {"images": 0, "links": 0}
+    try:
+        with sync_playwright() as p:
+            chromium = launch(p)
+            try:
+                for page in pages:
+                    counts: dict[str, int] = {}
+                    found = check_page(page, browser=chromium, seen=counts, max_tables=2, links_out=page not in reports)
+                    if found:
+                        problems[str(page.relative_to(site))] = found
+                    seen = {k: seen[k] + counts[k] for k in seen}
+            finally:
+                chromium.close()
+    except BrowserMissing as exc:
+        pytest.fail(str(exc))
+    assert problems == {}
+    assert seen["images"] >= 30 and seen["links"] >= 300, seen
 
 
 def _project(tmp_path: Path, page: str) -> Path:
