@@ -14,6 +14,11 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def is_module(name: str) -> bool:
+    path = PACKAGE.parent / name.replace(".", "/")
+    return path.with_suffix(".py").exists() or path.is_dir()
+
+
 def imports() -> dict[str, list[tuple[str, list[str]]]]:
     """For each module of mibench, the mibench modules it imports, with the names it takes."""
     graph = {}
@@ -36,9 +41,9 @@ def imports() -> dict[str, list[tuple[str, list[str]]]]:
                     target = node.module or ""
                 if target.startswith("mibench"):
                     names = [a.name for a in node.names]
-                    subs = [f"{target}.{n}" for n in names if (PACKAGE.parent / f"{target}.{n}".replace(".", "/")).with_suffix(".py").exists()
-                            or (PACKAGE.parent / f"{target}.{n}".replace(".", "/")).is_dir()]
-                    edges += [(s, []) for s in subs] or [(target, names)]
+                    modules = [n for n in names if is_module(f"{target}.{n}")]     # from . import store
+                    others = [n for n in names if n not in modules]
+                    edges += [(f"{target}.{n}", []) for n in modules] + ([(target, others)] if others else [])
             elif isinstance(node, ast.Import):
                 edges += [(a.name, []) for a in node.names if a.name.startswith("mibench")]
         # a module of a package needs the package's __init__ run first anyway: not an edge
