@@ -259,7 +259,8 @@ def run_sample_estimator(spec: RunSpec, workspace: Workspace, sweep_id: str | No
         got = run_sample(spec.estimator, task, n=spec.n_samples, seed=spec.seed, generator=generator)
         why = divergence(got["mi_estimate"], truth=truth.mi, what="estimate")
         measured = dict(status="ok" if why is None else "diverged", error=why,
-                        mi_true=truth.mi, mi_true_train=truth.mi, truth_method=truth.method, mi_true_stderr=truth.stderr, task_name=task.name,
+                        mi_true=truth.mi, mi_true_train=truth.mi, truth_method=truth.method,
+                        mi_true_stderr=truth.stderr, task_name=task.name,
                         mi_estimate=got["mi_estimate"], n_samples=spec.n_samples, estimate_s=got["estimate_s"],
                         pairs_per_s=got["pairs_per_s"])
     except Exception as exc:          # every failure of a sample estimator is its row
