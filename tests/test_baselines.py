@@ -81,7 +81,7 @@ def test_ksg_torch_path_equals_kdtree(monkeypatch):
     x = x * np.array([1.0, 2.0, 0.5])           # unequal scales: the max-norm sees them
     kd = ksg(x, y, k=4)
     assert ksg(x, y, k=4, device="cpu") == pytest.approx(kd, abs=1e-9)
-    monkeypatch.setattr(baselines, "TORCH_BLOCK_ELEMENTS", 37 * 500 * 6)   # blocks of 37 rows
+    monkeypatch.setattr(baselines, "TORCH_BLOCK_ROWS", 37)
     assert ksg(torch.from_numpy(x).float(), torch.from_numpy(y), k=4, device=torch.device("cpu")) \
         == pytest.approx(ksg(x.astype(np.float32), y, k=4), abs=1e-9)
 

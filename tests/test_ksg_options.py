@@ -46,6 +46,20 @@ def test_ksg_metric_matches_the_definition(metric, norm, d):
     assert ksg(x, y, k=10, metric=metric) == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.parametrize("metric,norm", [("euclidean", 2), ("max", np.inf)])
+def test_ksg_metric_matches_the_definition_with_ties(metric, norm):
+    """Data on a grid of quarters: many pairs at exactly equal distances and duplicate points,
+    where the strict counts are decided by ties. Quarters keep every difference, square and sum
+    exact in floating point, so any order of summation gives the same distances and the torch
+    path (blocks of exact distances) must count as the definition does. (On decimal grids such
+    as 0.1 the distances of mathematically tied pairs already differ in their last bit, by an
+    amount that depends on the order of summation.)"""
+    x, y = dense_gaussian(600, 3, seed=11)
+    x, y = np.round(4 * x) / 4, np.round(4 * y) / 4
+    expected = brute_force_ksg(x, y, 10, norm)
+    assert ksg(x, y, k=10, metric=metric, device="cpu") == pytest.approx(expected, abs=1e-12)
+
+
 def test_euclidean_and_max_norm_are_different_estimators():
     """At 25 + 25 standardised dimensions the two norms give estimates far apart (measured on
     this draw: 0.630 Euclidean, 0.523 max-norm), while at one dimension per side they coincide
