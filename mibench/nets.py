@@ -191,6 +191,8 @@ class JointCritic(nn.Module):
             linears = self.rest[1][0::2]                  # read now: functional_call swaps them
             weights, biases = [m.weight for m in linears], [m.bias for m in linears]
             if kernel_skip_reason(a, c, [*weights, *biases]) is None:
+                if cols.shape[1] == cols.shape[0] == c.shape[0] and cols is _all_shifts(c.shape[0], cols.device):
+                    return pair_mlp(a, c, None, weights, biases, shifted=True)     # K = B - 1
                 if all_pairs:
                     return pair_mlp(a, c, None, weights, biases).gather(1, cols)
                 return pair_mlp(a, c, cols, weights, biases)

@@ -237,8 +237,24 @@ static inline void load_row(Tile<T>& t, int64_t d0, const T* ai, const typename 
   }
 }
 
+// Row i's score of column j sits at out[i * nc + (j - shift_i) mod nc], shift_i = i when
+// `shifted` (column k of row i is then pair (i, (i + k) mod nc): the positive first, as the
+// candidate layout of K = B - 1 has it), else 0. Calls f(k, p, run) for the runs of a tile's
+// columns j0 .. j0 + m - 1 that are contiguous in the row (at most two): tile lanes p .. p +
+// run - 1 are row places k .. k + run - 1.
+template <typename F>
+static inline void row_runs(int64_t j0, int64_t m, int64_t shift, int64_t nc, F f) {
+  for (int64_t j = j0; j < j0 + m;) {
+    const int64_t k = j >= shift ? j - shift : j - shift + nc;
+    const int64_t run = std::min(j0 + m - j, nc - k);
+    f(k, j - j0, run);
+    j += run;
+  }
+}
+
 template <typename T>
-static void forward_all(const Net<T>& net, const T* a, const T* c, int64_t na, int64_t nc, T* out, int chunks) {
+static void forward_all(const Net<T>& net, const T* a, const T* c, int64_t na, int64_t nc, bool shifted, T* out,
+                        int chunks) {
   constexpr int P = Vec<T>::P;
   const int64_t d0 = net.d[0], nvp = (nc + P - 1) / P * Vec<T>::NV;
   const auto cT = transposed(c, nc, d0, nvp);
@@ -248,14 +264,17 @@ static void forward_all(const Net<T>& net, const T* a, const T* c, int64_t na, i
       for (int64_t j0 = 0; j0 < nc; j0 += P) {
         load_row(t, d0, a + i * d0, cT.data() + j0 / Vec<T>::lanes, nvp);
         forward_tile(net, t);
-        std::memcpy(out + i * nc + j0, t.lanes(t.act[net.L]), sizeof(T) * std::min<int64_t>(P, nc - j0));
+        const T* scores = t.lanes(t.act[net.L]);
+        row_runs(j0, std::min<int64_t>(P, nc - j0), shifted ? i : 0, nc, [&](int64_t k, int64_t p, int64_t run) {
+          std::memcpy(out + i * nc + k, scores + p, sizeof(T) * run);
+        });
       }
   });
 }
 
 template <typename T>
-static void backward_all(const Net<T>& net, const T* a, const T* c, int64_t na, int64_t nc, const T* grad,
-                         T* ga, T* gc, std::vector<Grads<T>>& acc) {
+static void backward_all(const Net<T>& net, const T* a, const T* c, int64_t na, int64_t nc, bool shifted,
+                         const T* grad, T* ga, T* gc, std::vector<Grads<T>>& acc) {
   typedef typename Vec<T>::t vt;
   constexpr int NV = Vec<T>::NV, P = Vec<T>::P;
   const int chunks = int(acc.size());
@@ -276,7 +295,9 @@ static void backward_all(const Net<T>& net, const T* a, const T* c, int64_t na, 
         load_row(t, d0, a + i * d0, cT.data() + jv, nvp);
         forward_tile(net, t);
         const int m = int(std::min<int64_t>(P, nc - j0));
-        std::memcpy(top, grad + i * nc + j0, sizeof(T) * m);
+        row_runs(j0, m, shifted ? i : 0, nc, [&](int64_t k, int64_t p, int64_t run) {
+          std::memcpy(top + p, grad + i * nc + k, sizeof(T) * run);
+        });
         std::fill(top + m, top + P, T(0));
         backward_tile(net, t, acc[ch]);
         for (int64_t k = 0; k < d0; ++k) {
@@ -398,14 +419,15 @@ static int chunks_for(int64_t npairs, int threads) {
   return int(std::max<int64_t>(1, std::min<int64_t>(threads, npairs / 16384)));
 }
 
-// out: (na, ncols) scores, ncols = nc without cols. Returns 1 on a column index outside [0, nc).
+// out: (na, ncols) scores, ncols = nc without cols (then in the shifted layout when `shifted`,
+// which needs na == nc). Returns 1 on a column index outside [0, nc).
 template <typename T>
 static int forward(const T* a, const T* c, int64_t na, int64_t nc, const int64_t* cols, int64_t ncols,
-                   int L, const int64_t* d, const T* const* W, const T* const* b, T* out, int threads) {
+                   int shifted, int L, const int64_t* d, const T* const* W, const T* const* b, T* out, int threads) {
   const Net<T> net{L, d, W, b};
   const int chunks = chunks_for(na * ncols, threads);
   if (!cols) {
-    forward_all(net, a, c, na, nc, out, chunks);
+    forward_all(net, a, c, na, nc, shifted != 0, out, chunks);
     return 0;
   }
   return forward_cols(net, a, c, na, nc, cols, ncols, out, chunks);
@@ -414,13 +436,13 @@ static int forward(const T* a, const T* c, int64_t na, int64_t nc, const int64_t
 // grad: (na, ncols) d(loss)/d(scores). ga, gc must be zero on entry; gW, gb are overwritten.
 template <typename T>
 static int backward(const T* a, const T* c, int64_t na, int64_t nc, const int64_t* cols, int64_t ncols,
-                    int L, const int64_t* d, const T* const* W, const T* const* b, const T* grad,
+                    int shifted, int L, const int64_t* d, const T* const* W, const T* const* b, const T* grad,
                     T* ga, T* gc, T* const* gW, T* const* gb, int threads) {
   const Net<T> net{L, d, W, b};
   std::vector<Grads<T>> acc;
   for (int ch = chunks_for(na * ncols, threads); ch > 0; --ch) acc.emplace_back(net);
   if (!cols) {
-    backward_all(net, a, c, na, nc, grad, ga, gc, acc);
+    backward_all(net, a, c, na, nc, shifted != 0, grad, ga, gc, acc);
   } else if (int err = backward_cols(net, a, c, na, nc, cols, ncols, grad, ga, gc, acc)) {
     return err;
   }
@@ -443,15 +465,17 @@ static int backward(const T* a, const T* c, int64_t na, int64_t nc, const int64_
 
 #define PAIRMLP_EXPORT(T, suffix)                                                                        \
   extern "C" int pairmlp_forward_##suffix(const T* a, const T* c, int64_t na, int64_t nc,              \
-                                          const int64_t* cols, int64_t ncols, int L, const int64_t* d,   \
-                                          const T* const* W, const T* const* b, T* out, int threads) {   \
-    return forward<T>(a, c, na, nc, cols, ncols, L, d, W, b, out, threads);                            \
+                                          const int64_t* cols, int64_t ncols, int shifted, int L,        \
+                                          const int64_t* d, const T* const* W, const T* const* b, T* out, \
+                                          int threads) {                                                 \
+    return forward<T>(a, c, na, nc, cols, ncols, shifted, L, d, W, b, out, threads);                   \
   }                                                                                                      \
   extern "C" int pairmlp_backward_##suffix(const T* a, const T* c, int64_t na, int64_t nc,             \
-                                           const int64_t* cols, int64_t ncols, int L, const int64_t* d,  \
-                                           const T* const* W, const T* const* b, const T* grad, T* ga,   \
-                                           T* gc, T* const* gW, T* const* gb, int threads) {             \
-    return backward<T>(a, c, na, nc, cols, ncols, L, d, W, b, grad, ga, gc, gW, gb, threads);          \
+                                           const int64_t* cols, int64_t ncols, int shifted, int L,       \
+                                           const int64_t* d, const T* const* W, const T* const* b,       \
+                                           const T* grad, T* ga, T* gc, T* const* gW, T* const* gb,      \
+                                           int threads) {                                                \
+    return backward<T>(a, c, na, nc, cols, ncols, shifted, L, d, W, b, grad, ga, gc, gW, gb, threads); \
   }                                                                                                      \
   extern "C" int pairmlp_tile_##suffix() { return Vec<T>::P; }
 

@@ -85,12 +85,43 @@ def test_float32_matches_torch_to_rounding(hidden, batch, k):
         assert torch.allclose(g.double(), t, rtol=1e-5, atol=1e-5 * t.abs().max().item())
 
 
+def shifted_kernel(a, c, cols, weights, biases):
+    return pair_mlp(a, c, None, weights, biases, shifted=True)
+
+
+def gathered_torch(a, c, cols, weights, biases):
+    """All pairs in torch ops, then the columns of K = B - 1 (row i: i, i + 1, ... mod B)."""
+    return torch_pairs(a, c, None, weights, biases).gather(1, candidate_indices(len(a), len(a) - 1, None, a.device))
+
+
+@pytest.mark.parametrize("hidden", SHAPES, ids=str)
+@pytest.mark.parametrize("batch", SIZES)
+def test_the_shifted_layout_is_the_gathered_one(hidden, batch):
+    """``shifted`` writes (and reads the gradient of) row i's scores rotated by i: the positive
+    in column 0, as ``candidate_indices`` orders K = B - 1. In float64 it is torch's all pairs
+    gathered by those columns, scores and gradients, to 1e-12; with two threads, the same."""
+    args = problem(hidden, batch, None, torch.float64)
+    want = scores_and_grads(gathered_torch, *args)
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for got, w in zip(scores_and_grads(shifted_kernel, *args), want):
+            assert torch.allclose(got, w, rtol=1e-12, atol=1e-12 * w.abs().max().item())
+    natural = pair_mlp(*args[:5]).detach()                # the kernel's own (B, B) layout
+    rows = torch.arange(batch)[:, None]
+    assert torch.equal(shifted_kernel(*args[:5]).detach(), natural[rows, (rows + torch.arange(batch)) % batch])
+    with pytest.raises(ValueError, match="shifted needs all pairs of equal batches"):
+        pair_mlp(args[0], args[1][:-1], None, args[3], args[4], shifted=True)
+
+
 def test_gradcheck():
     a, c, cols, weights, biases, _ = problem((4, 3), 5, None, torch.float64)
     assert torch.autograd.gradcheck(lambda *t: pair_mlp(t[0], t[1], None, t[2:4], t[4:]),
                                     (a, c, *weights, *biases))
     a, c, cols, weights, biases, _ = problem((4, 3), 5, 2, torch.float64)
     assert torch.autograd.gradcheck(lambda *t: pair_mlp(t[0], t[1], cols, t[2:4], t[4:]),
+                                    (a, c, *weights, *biases))
+    a, c, cols, weights, biases, _ = problem((4, 3), 5, None, torch.float64)
+    assert torch.autograd.gradcheck(lambda *t: pair_mlp(t[0], t[1], None, t[2:4], t[4:], shifted=True),
                                     (a, c, *weights, *biases))
 
 
@@ -126,9 +157,9 @@ def critic_and_batch(hidden, batch=64, dim=3):
 def count_kernel_calls(monkeypatch) -> list:
     calls = []
 
-    def counted(*args):
+    def counted(*args, **kwargs):
         calls.append(1)
-        return pair_mlp(*args)
+        return pair_mlp(*args, **kwargs)
 
     monkeypatch.setattr(mibench.nets, "pair_mlp", counted)
     return calls
