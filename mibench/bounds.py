@@ -46,11 +46,14 @@ def _split(scores: Tensor) -> tuple[Tensor, Tensor]:
 @dataclass(frozen=True)
 class Option:
     """A numeric option of a bound: its default, the test a value must pass, and the allowed
-    range in words (for the error message)."""
+    range in words (for the error message). ``late``: added after runs of the bound were
+    recorded; at its default it stays out of a spec's table and so out of run ids, which keep
+    naming the runs recorded before it."""
 
     default: float
     valid: Callable[[float], bool]
     allowed: str
+    late: bool = False
 
 
 class Bound(nn.Module):
@@ -174,17 +177,22 @@ class DV(Bound):
 class MINE(Bound):
     """MINE (Belghazi et al. 2018): reports DV; trains with a moving-average-corrected gradient.
 
-    The gradient of log E_q[e^f] is debiased by a moving average of E_q[e^f] in the denominator.
+    The gradient of log E_q[e^f] is debiased by a moving average of E_q[e^f] in the denominator,
+    updated with the batch's mean at rate ``ema_rate`` before it is used. ``ema_from_zero`` = 0
+    starts the average at the first batch's mean; 1 starts it at zero without a bias correction,
+    as BMI's MINE does (benchmark-mi's ``mine_training``: its log-denominator starts at -inf), so
+    the first steps' negative-term gradients are up to 1 / ema_rate times larger.
     """
 
     name, label = "mine", "MINE"
-    options = {"ema_rate": Option(0.01, lambda r: 0 < r <= 1, "in (0, 1]")}
+    options = {"ema_rate": Option(0.01, lambda r: 0 < r <= 1, "in (0, 1]"),
+               "ema_from_zero": Option(0.0, lambda v: v in (0.0, 1.0), "0 or 1", late=True)}
     batchable = False            # the moving average is updated in place inside the loss
 
     def __init__(self, **options: float):
         super().__init__(**options)
-        self.register_buffer("log_ema", torch.tensor(float("nan")))
-        self._started = False
+        self.register_buffer("log_ema", torch.tensor(-math.inf if self.ema_from_zero else float("nan")))
+        self._started = bool(self.ema_from_zero)
 
     def estimate(self, scores, aux=None):
         return dv(scores)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .bounds import BOUNDS, Bound, bound_options
 from .interface import ConfigError, HasEntropyY, check_keys
-from .nets import CRITICS, ENCODERS, ConditionalGaussian, candidate_indices
+from .nets import CRITICS, ENCODERS, SHUFFLED, ConditionalGaussian, candidate_indices, permuted_columns
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,11 @@ class EstimatorSpec:
     critic_dim: output size of each side of a separable critic.
     encoder, encoder_hidden, embed_dim: the transform in front of the critic, for x and y.
     shared: one encoder module for both x and y (the seed's setting; needs equal input shapes).
-    negatives: K negatives per positive, 1..B-1, or "all" (= B - 1).
+    negatives: K negatives per positive, 1..B-1, drawn from the batch's other items; "all"
+        (= B - 1); or "shuffled": one negative per positive, the y of an independent draw of
+        the task (a second batch drawn beside the paired one, as BMI's and Belghazi et al.'s
+        MINE pair x with shuffled y), and in evaluation the y of a uniform random permutation of
+        the batch (BMI's MINE on its test half). Discriminative bounds of mibench only.
     """
 
     bound: str = "infonce"
@@ -60,6 +64,9 @@ class EstimatorSpec:
             if not isinstance(value, (list, tuple)) or not all(isinstance(h, int) and not isinstance(h, bool)
                                                                and h > 0 for h in value):
                 raise ConfigError(f"estimator: {key} must be a list of positive integers, got {value!r}")
+        if self.negatives == SHUFFLED and self.library != "mibench":
+            raise ConfigError(f"estimator: negatives = {SHUFFLED!r} is mibench's own sampling; library "
+                              f"{self.library!r} takes a positive integer or 'all'")
         if self.library != "mibench":
             # another library's bound, by that library's name for it: checked when the run
             # builds it (mibench.libraries), so an unknown name is that run's error row. Its
@@ -81,8 +88,11 @@ class EstimatorSpec:
         for key in ("hidden", "encoder_hidden"):
             object.__setattr__(self, key, tuple(getattr(self, key)))
         neg = self.negatives
-        if not (neg == "all" or (isinstance(neg, int) and not isinstance(neg, bool) and neg >= 1)):
-            raise ConfigError(f"estimator: negatives must be a positive integer or 'all', got {neg!r}")
+        if not (neg in ("all", SHUFFLED) or (isinstance(neg, int) and not isinstance(neg, bool) and neg >= 1)):
+            raise ConfigError(f"estimator: negatives must be a positive integer, 'all' or {SHUFFLED!r}, got {neg!r}")
+        if neg == SHUFFLED and BOUNDS[self.bound].generative:
+            raise ConfigError(f"estimator: negatives = {SHUFFLED!r} needs a critic's scores; bound {self.bound!r} "
+                              "scores log q(y | x) over the batch's x (use a positive integer or 'all')")
         for key in ("critic_dim", "embed_dim"):
             value = getattr(self, key)
             if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
@@ -109,9 +119,16 @@ class EstimatorSpec:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
         if self.library == "mibench":       # the default stays out, so run ids predating it hold
             del d["library"]
-        d.update(self.options)
+        d.update(self.stated_options())
         d["hidden"], d["encoder_hidden"] = list(self.hidden), list(self.encoder_hidden)
         return d
+
+    def stated_options(self) -> dict[str, float]:
+        """The bound's options as rows and run ids state them: a ``late`` option at its default
+        is left out (``bounds.Option``), so rows recorded before it was added keep their ids."""
+        known = BOUNDS[self.bound].options if self.bound in BOUNDS else {}
+        return {k: v for k, v in self.options
+                if not (k in known and known[k].late and v == known[k].default)}
 
     @property
     def is_mibench(self) -> bool:
@@ -122,7 +139,7 @@ class EstimatorSpec:
         """The estimator's part of a run's identity: K as a number ("all" and B - 1 train alike)
         and the critic by what the bound really uses (a generative bound ignores the name)."""
         est = self.to_dict()
-        est["negatives"] = self.n_negatives(batch_size)
+        est["negatives"] = SHUFFLED if self.shuffled else self.n_negatives(batch_size)
         if self.is_mibench:
             est["critic"] = BOUNDS[self.bound].critic_name(self.critic)
         return est
@@ -135,7 +152,7 @@ class EstimatorSpec:
         return dict(bound=self.bound, bound_kind=kind, critic=critic, encoder=self.encoder, shared_encoder=self.shared,
                     n_negatives=run.n_negatives, batch_size=run.batch_size, steps=run.steps, epochs=run.epochs,
                     lr=run.lr, staircase=list(run.staircase), precision=run.precision,
-                    bound_options=dict(self.options), library=self.library)
+                    bound_options=self.stated_options(), library=self.library)
 
     @property
     def checked_when_planned(self) -> bool:
@@ -154,9 +171,14 @@ class EstimatorSpec:
         """Whether ``save_model`` can save it (weights and encoder embeddings of mibench's modules)."""
         return self.is_mibench
 
+    @property
+    def shuffled(self) -> bool:
+        """One negative per positive from an independent draw (``negatives = "shuffled"``)."""
+        return self.negatives == SHUFFLED
+
     def n_negatives(self, batch_size: int) -> int:
         """K for a batch of ``batch_size``; raises if it cannot be met."""
-        k = batch_size - 1 if self.negatives == "all" else int(self.negatives)
+        k = batch_size - 1 if self.negatives == "all" else 1 if self.shuffled else int(self.negatives)
         if not 1 <= k <= batch_size - 1:
             raise ConfigError(f"negatives = {self.negatives!r} needs a batch of at least {k + 1}, got {batch_size}")
         return k
@@ -199,7 +221,11 @@ class TransformedEstimator(nn.Module):
 
     def scores(self, x: Tensor, y: Tensor, n_negatives: int,
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
-        """x: (B, *x_shape), y: (B, *y_shape) -> scores (B, K + 1), aux (B,) or None."""
+        """x: (B, *x_shape), y: (B, *y_shape) -> scores (B, K + 1), aux (B,) or None. With
+        ``negatives = "shuffled"`` (K = 1) the negative of row i is y_{pi(i)}, pi a uniform random
+        permutation of the batch."""
+        if self.spec.shuffled:
+            return self.scores_at(x, y, permuted_columns(x.shape[0], generator, x.device))
         return self.scores_at(x, y, candidate_indices(x.shape[0], n_negatives, generator, x.device))
 
     def scores_at(self, x: Tensor, y: Tensor, cols: Tensor) -> tuple[Tensor, Tensor | None]:

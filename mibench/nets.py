@@ -257,6 +257,27 @@ def _all_shifts(batch: int, device: torch.device) -> Tensor:
     return (torch.arange(batch, device=device)[:, None] + torch.arange(batch, device=device)[None, :]) % batch
 
 
+# negatives = "shuffled": one negative per positive, the y of an independent draw (training) or of
+# a random permutation of the batch (evaluation). See ``EstimatorSpec.negatives``.
+SHUFFLED = "shuffled"
+
+
+def permuted_columns(batch: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """cols (B, 2) with cols[i] = [i, pi(i)], pi a uniform random permutation of the batch drawn
+    from ``generator`` (pi may fix some i, as a shuffle of the batch does): what BMI's MINE
+    scores its test half on."""
+    perm = torch.randperm(batch, generator=generator, device=device)
+    return torch.stack([torch.arange(batch, device=device), perm], dim=1)
+
+
+@functools.lru_cache(maxsize=4)
+def appended_columns(batch: int, device: torch.device) -> Tensor:
+    """cols (B, 2) with cols[i] = [i, B + i]: row i's negative is item i of a second, independent
+    batch of y appended to the first (training with ``negatives = "shuffled"``). Read only."""
+    rows = torch.arange(batch, device=device)
+    return torch.stack([rows, rows + batch], dim=1)
+
+
 def candidate_indices(batch: int, n_negatives: int, generator: torch.Generator | None,
                       device: torch.device) -> Tensor:
     """cols: (B, K + 1) with cols[i, 0] = i and K distinct negatives j != i in cols[i, 1:].

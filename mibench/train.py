@@ -17,7 +17,7 @@ import torch
 from .cpu import keep_freed_buffers
 from .estimators import TransformedEstimator
 from .interface import PRECISIONS, ConfigError, Task
-from .nets import candidate_indices
+from .nets import appended_columns, candidate_indices
 from .protocol import EarlyStopping
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,23 @@ def _train_loop(step_fn: StepFn, device: torch.device, n_models: int, task: Task
     return results
 
 
+def draw_batch(task: Task, batch_size: int, n_negatives: int, generator: torch.Generator,
+               device: torch.device, shuffled: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A training batch: x, y and the candidate columns (``nets.candidate_indices``). With
+    ``shuffled`` (``negatives = "shuffled"``) y has 2B rows: the batch's own, then those of a
+    second, independent draw of the task, whose item i is row i's one negative."""
+    x, y = task.sample(batch_size, generator=generator)
+    if shuffled:
+        _, y_other = task.sample(batch_size, generator=generator)
+        return x, torch.cat([y, y_other]), appended_columns(batch_size, device)
+    return x, y, candidate_indices(batch_size, n_negatives, generator, device)
+
+
+def _shuffled(estimator: torch.nn.Module) -> bool:
+    spec = getattr(estimator, "spec", None)
+    return bool(getattr(spec, "shuffled", False))
+
+
 def fit(estimator: TransformedEstimator, task: Task, *, steps: int, batch_size: int, lr: float,
         n_negatives: int, generator: torch.Generator, task_at: Callable[[int], Task] | None = None,
         log_every: int = 20, warmup: int = 10, progress: bool = False, desc: str = "",
@@ -235,10 +252,10 @@ def fit(estimator: TransformedEstimator, task: Task, *, steps: int, batch_size: 
     opt = make_optimizer(estimator.parameters(), lr, device)
     estimator.train()
     amp = autocast(device, precision)                   # entered once per step
+    shuffled = _shuffled(estimator)
 
     def step_fn(current: Task, want_value: bool) -> torch.Tensor | None:
-        x, y = current.sample(batch_size, generator=generator)
-        cols = candidate_indices(batch_size, n_negatives, generator, device)
+        x, y, cols = draw_batch(current, batch_size, n_negatives, generator, device, shuffled)
         with amp:
             loss, value = estimator(x, y, cols, with_value=True) if want_value else (estimator(x, y, cols), None)
         opt.zero_grad(set_to_none=True)
@@ -289,14 +306,15 @@ def fit_batched(estimators: list[TransformedEstimator], task: Task, *, steps: in
     loss_only, loss_and_value = mapped(False), mapped(True)   # the estimate only on log steps
     opt = make_optimizer(params.values(), lr, device)
     amp = autocast(device, precision)
+    shuffled = _shuffled(estimators[0])
 
     def step_fn(current: Task, want_value: bool) -> torch.Tensor | None:
         xs, ys, cols = [], [], []
         for g in generators:
-            x, y = current.sample(batch_size, generator=g)
+            x, y, c = draw_batch(current, batch_size, n_negatives, g, device, shuffled)
             xs.append(x)
             ys.append(y)
-            cols.append(candidate_indices(batch_size, n_negatives, g, device))
+            cols.append(c)
         inputs = (params, buffers, torch.stack(xs), torch.stack(ys), torch.stack(cols))
         with amp:
             losses, values = loss_and_value(*inputs) if want_value else (loss_only(*inputs), None)

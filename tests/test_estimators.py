@@ -88,8 +88,9 @@ def test_negatives_spec():
     assert EstimatorSpec(negatives=32).n_negatives(128) == 32
     with pytest.raises(ConfigError, match="needs a batch of at least 129"):
         EstimatorSpec(negatives=128).n_negatives(128)
+    assert EstimatorSpec(negatives="shuffled").n_negatives(128) == 1
     for bad in (0, -1, "some", 2.5, True):
-        with pytest.raises(ConfigError, match="negatives must be a positive integer or 'all'"):
+        with pytest.raises(ConfigError, match="negatives must be a positive integer, 'all' or 'shuffled'"):
             EstimatorSpec(negatives=bad)
 
 

@@ -20,12 +20,20 @@ DATA_SEED = 0
 
 def bmi_cell() -> dict:
     """The training cell as tasks/bmi_v2.toml states it: the [estimator] table (its bound set per
-    row), batch size, learning rate, log interval and the sizes of the two halves. A preset that
-    no longer matches BMI's estimators would time two different models: refuse it."""
-    from mibench.presets import load_preset
+    row) and what a grid of mibench's bounds sets for its bounds (MINE's sampling and moving
+    average: ``per_bound``), batch size, learning rate, log interval and the sizes of the two
+    halves. A preset that no longer matches BMI's estimators would time two different models:
+    refuse it."""
+    from mibench.presets import estimator_keys, load_preset
 
     preset = load_preset(PRESET)
-    cell = {"estimator": dict(preset.estimator), "hidden": list(preset.estimator["hidden"]),
+    per_bound = {}
+    for grid in preset.grids:
+        if grid.get("name", "").startswith(PRESET) and "estimators" not in grid:
+            overrides = {k: v for k, v in grid.items() if k in estimator_keys() and k != "bound"}
+            for bound in grid.get("bounds", []):
+                per_bound[bound] = overrides
+    cell = {"estimator": dict(preset.estimator), "per_bound": per_bound, "hidden": list(preset.estimator["hidden"]),
             "batch_size": int(preset.train["batch_size"]), "lr": float(preset.train["lr"]),
             "log_every": int(preset.train.get("log_every", 250)), "n_train": int(preset.train["n_samples"]),
             "n_test": int(preset.eval["n_samples"])}

@@ -79,7 +79,8 @@ class MibenchSide:
         from mibench.train import fit
 
         sample = self.samples[dims]
-        spec = EstimatorSpec.from_dict({**cell["estimator"], "bound": bound})
+        spec = EstimatorSpec.from_dict({**cell["estimator"], **cell.get("per_bound", {}).get(bound, {}),
+                                        "bound": bound})
         batch = cell["batch_size"]
         est = estimator_for(spec, sample, seed=seed)
         t0 = time.perf_counter()

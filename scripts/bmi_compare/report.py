@@ -48,10 +48,12 @@ def critic_flops(dx: int, dy: int, hidden: Sequence[int], *, n_x: int, n_y: int,
 
 
 def step_flops(bound: str, dims: int, hidden: Sequence[int], batch: int, library: str,
-               concat: bool = False) -> int:
+               concat: bool = False, shuffled: bool = False) -> int:
     """The critic's FLOPs per training step of ``library``: all batch x batch pairs, except
-    BMI's MINE, which scores a batch and a shuffled copy of it (2 x batch pairs, batch x rows)."""
-    if library == "bmi" and bound == "mine":
+    BMI's MINE, which scores a batch and the y of a second, independent batch (2 x batch pairs,
+    2 x batch y rows), and mibench's bounds with ``negatives = "shuffled"`` (``shuffled``),
+    which do the same."""
+    if (library == "bmi" and bound == "mine") or (library == "mibench" and shuffled):
         return critic_flops(dims, dims, hidden, n_x=batch, n_y=2 * batch, n_pairs=2 * batch, concat=concat)
     return critic_flops(dims, dims, hidden, n_x=batch, n_y=batch, n_pairs=batch * batch, concat=concat)
 
@@ -65,11 +67,13 @@ def rows(runs: dict, cell: dict, peak_gflops: float) -> list[dict]:
     hidden, batch = cell["hidden"], cell["batch_size"]
     out = []
     for (bound, dims), by_lib in runs.items():
-        row = {"bound": bound, "dims": dims, "flops_per_step": step_flops(bound, dims, hidden, batch, "mibench")}
+        shuffled = cell.get("per_bound", {}).get(bound, {}).get("negatives") == "shuffled"
+        row = {"bound": bound, "dims": dims, "shuffled": shuffled,
+               "flops_per_step": step_flops(bound, dims, hidden, batch, "mibench", shuffled=shuffled)}
         for lib in ("mibench", "bmi"):
             measured = by_lib.get(lib, [])
             rate = _median(measured, "steps_per_s")
-            flops = step_flops(bound, dims, hidden, batch, lib)
+            flops = step_flops(bound, dims, hidden, batch, lib, shuffled=shuffled)
             row[lib] = {"runs": measured, "steps_per_s": rate, "first_s": _median(measured, "first_s"),
                         "flops_per_step": flops,
                         "roofline_pct": None if rate is None else 100 * flops * rate / (peak_gflops * 1e9)}
@@ -105,11 +109,18 @@ def notes(table_rows: list[dict], have_bmi: bool) -> list[str]:
     if not have_bmi:
         out.append("BMI's columns are empty: its environment was not there (or --no-bmi).")
         return out
-    mine = [r["bmi"]["flops_per_step"] / 1e6 for r in table_rows if r["bound"] == "mine"]
+    mine = [r for r in table_rows if r["bound"] == "mine"]
     if mine:
-        span = f"{min(mine):.2f}" + (f" to {max(mine):.2f}" if max(mine) > min(mine) else "")
-        out.append(f"MINE: BMI's step scores 2 x 256 pairs (a batch and a shuffled copy), {span} MFLOP; "
-                   "its % roofline counts those, and its ratio compares steps of unequal work.")
+        flops = [r["bmi"]["flops_per_step"] / 1e6 for r in mine]
+        span = f"{min(flops):.2f}" + (f" to {max(flops):.2f}" if max(flops) > min(flops) else "")
+        if all(r.get("shuffled") for r in mine):
+            out.append(f"MINE: both libraries' steps score 2 x 256 pairs (a batch, and its x with the y of a "
+                       f"second, independent batch: the preset's negatives = \"shuffled\"), {span} MFLOP; the "
+                       "MFLOP/step column counts those on MINE's rows.")
+        else:
+            out.append(f"MINE: BMI's step scores 2 x 256 pairs (a batch, and its x with the y of a second, "
+                       f"independent batch), {span} MFLOP; its % roofline counts those, and its ratio compares "
+                       "steps of unequal work.")
     out.append("BMI compile s: the warm-up steps' cost beyond as many steady steps (JAX tracing and XLA "
                "compilation of the step, paid on every call of BMI's training loop).")
     return out
