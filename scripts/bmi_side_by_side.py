@@ -34,7 +34,7 @@ from mibench.results import load_results
 from mibench.tables import markdown_table, write_csv
 
 # (mibench's bound or sample estimator, the grid it ran in) -> BMI's label in the same folder
-PAIRS = {("infonce", "bmi_v2"): "InfoNCE (BMI)", ("nwj", "bmi_v2"): "NWJ (BMI)", ("mine", "bmi_v2"): "MINE (BMI)",
+PAIRS = {("infonce", "bmi_v2"): "InfoNCE (BMI)", ("nwj", "bmi_v2"): "NWJ (BMI)", ("mine", "mine"): "MINE (BMI)",
          ("dv", "bmi_v2"): "DV (BMI)", ("ksg", "classical"): "KSG (BMI)", ("cca", "classical"): "CCA (BMI)"}
 SAME_SEED_EXACT = 1e-4      # nats: same-seed estimates this close are one computation done twice
 

@@ -72,7 +72,10 @@ def test_bmi_speed_quick_times_mibench_alone_without_bmis_environment(tmp_path, 
     for r in rows:
         cells = dict(zip(header, r))
         assert float(cells["mibench steps/s"]) > 0 and float(cells["mibench % roofline"]) > 0
-        assert 50 < float(cells["MFLOP/step"]) < 70          # about 60 MFLOP a step (B = 256, (16, 8))
+        if cells["bound"] == "mine":          # the preset's MINE: 2 x 256 pairs (negatives = "shuffled")
+            assert 0.4 < float(cells["MFLOP/step"]) < 4      # 0.50 at 1x1, 2.91 at 50x50
+        else:                                 # about 60 MFLOP a step (B = 256, (16, 8), all pairs)
+            assert 50 < float(cells["MFLOP/step"]) < 70
         assert [cells[c] for c in ("BMI steps/s", "ratio", "BMI % roofline", "BMI compile s")] == ["n/a"] * 4
     data = json.loads(out.read_text())
     assert data["meta"]["bmi"] is False and data["meta"]["quick"] is True
@@ -81,6 +84,7 @@ def test_bmi_speed_quick_times_mibench_alone_without_bmis_environment(tmp_path, 
         (run,) = row["mibench"]["runs"]
         assert run["steps_run"] == data["meta"]["steps"] + data["meta"]["warmup"]
         assert row["bmi"]["runs"] == [] and row["ratio"] is None
+        assert row["shuffled"] == (row["bound"] == "mine")
 
 
 def test_bmi_speed_flop_count_matches_torchs_count_of_the_critic_matmuls():

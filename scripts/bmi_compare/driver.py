@@ -28,11 +28,11 @@ def bmi_cell() -> dict:
 
     preset = load_preset(PRESET)
     per_bound = {}
-    for grid in preset.grids:
-        if grid.get("name", "").startswith(PRESET) and "estimators" not in grid:
+    for grid in preset.grids:                   # grids of mibench's bounds (not sample estimators)
+        if "estimators" not in grid:
             overrides = {k: v for k, v in grid.items() if k in estimator_keys() and k != "bound"}
             for bound in grid.get("bounds", []):
-                per_bound[bound] = overrides
+                per_bound.setdefault(bound, overrides)          # the first grid that runs it
     cell = {"estimator": dict(preset.estimator), "per_bound": per_bound, "hidden": list(preset.estimator["hidden"]),
             "batch_size": int(preset.train["batch_size"]), "lr": float(preset.train["lr"]),
             "log_every": int(preset.train.get("log_every", 250)), "n_train": int(preset.train["n_samples"]),
