@@ -143,6 +143,10 @@ def run(args) -> int:
             res = run_group(group, workers, args)
             res["ratios"] = report.ratios(group["group"], res)
             results[group["group"]] = res
+        if "mnist" in results:       # mibench's fraction of this thread's matmul peak
+            results["mnist"]["roofline"] = report.roofline(
+                results["mnist"], workers["mibench"].value("mnist_step_flops"),
+                workers["mibench"].value("matmul_peak"), cell["batch_size"])
     finally:
         for w in workers.values():
             w.close()

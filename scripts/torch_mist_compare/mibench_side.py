@@ -102,6 +102,40 @@ class MibenchSide:
         est.train()
         return fixed_rate(step, self._fixed, steps, warmup)
 
+    def mnist_step_flops(self, steps: int = 0, warmup: int = 0, seed: int = 0) -> float:
+        """FLOPs of one model-only training step of the seed cell (forward and backward), as
+        torch's FlopCounterMode counts them: the matrix products and convolutions."""
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from mibench.estimators import build_estimator
+
+        task = self._paired()
+        x, y = task.sample(self.batch, generator=torch.Generator().manual_seed(seed))
+        est = build_estimator(self.spec, tuple(x.shape[1:]), tuple(y.shape[1:]), seed=seed)
+        est.loss(x, y, est.spec.n_negatives(self.batch), torch.Generator().manual_seed(seed)).backward()
+        with FlopCounterMode(display=False) as counter:
+            est.loss(x, y, est.spec.n_negatives(self.batch), torch.Generator().manual_seed(seed)).backward()
+        return float(counter.get_total_flops())
+
+    def matmul_peak(self, steps: int = 0, warmup: int = 0, seed: int = 0, n: int = 1024,
+                    seconds: float = 2.0) -> float:
+        """The float32 matmul peak on this thread, GFLOP/s: the best of repeated n x n torch.mm
+        over about ``seconds`` (as scripts/bmi_speed.py measures it)."""
+        import time
+
+        import torch
+
+        a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+        torch.mm(a, b, out=out)
+        best, end, count = float("inf"), time.perf_counter() + seconds, 0
+        while count < 3 or time.perf_counter() < end:
+            t0 = time.perf_counter()
+            torch.mm(a, b, out=out)
+            best = min(best, time.perf_counter() - t0)
+            count += 1
+        return 2 * n**3 / best / 1e9
+
     def __getattr__(self, name: str):
         # gauss_<config>_fit
         if name.startswith("gauss_") and name.endswith("_fit"):

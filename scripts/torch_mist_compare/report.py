@@ -24,6 +24,18 @@ def ratios(name: str, res: dict) -> dict:
     return out
 
 
+def roofline(res: dict, flops_per_step: float, peak_gflops: float, batch: int) -> dict:
+    """The seed cell's arithmetic rate against the matmul peak: FLOPs per step (FlopCounterMode:
+    its matrix products and convolutions, forward and backward) times steps per second, for
+    mibench's fit (c) and its model-only step (d)."""
+    out = {"flops_per_step": flops_per_step, "peak_gflops": peak_gflops}
+    for key in ("c", "d"):
+        rate = res["series"][key]["median"] / batch * flops_per_step / 1e9
+        out[f"{key} GFLOP/s"] = rate
+        out[f"{key} % roofline"] = 100 * rate / peak_gflops
+    return out
+
+
 def summary(results: dict) -> None:
     print("\n" + "=" * 100)
     for name, res in results.items():
@@ -35,6 +47,12 @@ def summary(results: dict) -> None:
         if name == "mnist":
             print(f"  c/a = {rs['c/a']:.2f} (target >= 2)   d/c = {rs['d/c']:.2f} (target <= 1.15)"
                   f"   b/a = {rs['b/a']:.2f}   d/b = {rs['d/b']:.2f}   d/b' = {rs[DB_HEAP]:.2f}")
+            roof = res.get("roofline")
+            if roof:
+                print(f"  mibench's step: {roof['flops_per_step'] / 1e6:.0f} MFLOP (matrix products and "
+                      f"convolutions, forward and backward); (c) {roof['c GFLOP/s']:.1f} GFLOP/s = "
+                      f"{roof['c % roofline']:.0f} % and (d) {roof['d % roofline']:.0f} % of the matmul peak "
+                      f"{roof['peak_gflops']:.1f} GFLOP/s (torch.mm 1024 x 1024, one thread)")
         elif rs:
             print("  " + "   ".join(f"{k} = {v:.2f}" for k, v in rs.items()))
     print("=" * 100)

@@ -89,6 +89,11 @@ class Worker:
             self.fail(f"failed on {series}")
         return answer["steps_per_s"]
 
+    def value(self, name: str) -> float:
+        """A number the side computes by a method of that name (the protocol's reply carries it
+        where a series carries its rate): the step's FLOPs, the matmul peak."""
+        return self.measure(name, 0, 0, 0)
+
     def close(self):
         if self.proc.poll() is None:
             self.proc.stdin.close()
