@@ -300,9 +300,12 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_to_the_driver_alone_stops_its_local_workers(tmp_path, sig):
     out = tmp_path / "out"
+    # SIGINT at its default in the driver, as in a terminal: a test suite started in the
+    # background of a shell inherits SIGINT ignored, and the driver rightly leaves it ignored.
     driver = subprocess.Popen([sys.executable, "-m", "mibench", "run", "--task", tiny(tmp_path, steps=100_000),
                                "--out", str(out), "--executor", "local", "--workers", "2", "--no-progress"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         workers = _worker_pids(out, 2)
         driver.send_signal(sig)                        # the driver only, not its process group

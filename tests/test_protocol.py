@@ -142,6 +142,22 @@ def test_a_run_under_bmis_rule_records_best_final_and_the_heldout_trace(tmp_path
     assert {"mi_estimate_final", "mi_estimate_best", "best_step", "steps_trained"} <= set(frame)
 
 
+def test_the_final_estimate_reuses_an_evaluation_at_the_last_step(monkeypatch):
+    """The protocol's evaluation at the last step trained is the final one (same weights, the
+    generator seeded afresh), so it is not computed again; after steps it did not evaluate, or
+    without a protocol, the final estimate is computed."""
+    import mibench.runner as runner
+    from mibench.train import FitResult
+
+    calls = []
+    monkeypatch.setattr(runner, "evaluate_run", lambda *a, **k: calls.append(1) or (0.5, 0.1))
+    at_last = FitResult(steps=30, heldout=[(10, 0.2, 0.0), (20, 0.4, 0.0), (30, 0.3, 0.01)])
+    assert runner.final_estimate(None, None, None, at_last) == (0.3, 0.01) and not calls
+    for fitted in (FitResult(steps=35, heldout=at_last.heldout), FitResult(steps=30)):
+        assert runner.final_estimate(None, None, None, fitted) == (0.5, 0.1)
+    assert len(calls) == 2
+
+
 def test_evaluating_changes_no_training_step_and_new_options_are_new_runs(tmp_path):
     """eval_every alone (report final, no patience) trains exactly as without it: the monitor
     draws from no training generator. It still is a run of its own (its rows hold the trace)."""
