@@ -31,7 +31,9 @@ class EstimatorSpec:
         (= B - 1); or "shuffled": one negative per positive, the y of an independent draw of
         the task (a second batch drawn beside the paired one, as BMI's and Belghazi et al.'s
         MINE pair x with shuffled y), and in evaluation the y of a uniform random permutation of
-        the batch (BMI's MINE on its test half). Discriminative bounds of mibench only.
+        the batch (BMI's MINE on its test half). Discriminative bounds of mibench only. On a
+        fixed sample drawn epoch by epoch the second draw is the epoch's next batch, so an
+        epoch lasts half as many steps.
     """
 
     bound: str = "infonce"
