@@ -13,6 +13,8 @@ from .bounds import BOUNDS, Bound, bound_options
 from .interface import ConfigError, HasEntropyY, check_keys
 from .nets import CRITICS, ENCODERS, SHUFFLED, ConditionalGaussian, candidate_indices, permuted_columns
 
+INITS = ("default", "concat")      # EstimatorSpec.init
+
 
 @dataclass(frozen=True)
 class EstimatorSpec:
@@ -27,6 +29,9 @@ class EstimatorSpec:
     critic_dim: output size of each side of a separable critic.
     encoder, encoder_hidden, embed_dim: the transform in front of the critic, for x and y.
     shared: one encoder module for both x and y (the seed's setting; needs equal input shapes).
+    init: "default" (torch's initialisation of every layer) or, for the joint critic, "concat":
+        its split first layer drawn as one layer on the concatenated [x, y] (BMI's critic;
+        ``JointCritic.init_as_concatenated``).
     negatives: K negatives per positive, 1..B-1, drawn from the batch's other items; "all"
         (= B - 1); or "shuffled": one negative per positive, the y of an independent draw of
         the task (a second batch drawn beside the paired one, as BMI's and Belghazi et al.'s
@@ -46,6 +51,7 @@ class EstimatorSpec:
     embed_dim: int | None = None
     shared: bool = False
     negatives: int | str = "all"
+    init: str = "default"
     options: tuple[tuple[str, float], ...] = ()
     library: str = "mibench"
 
@@ -66,6 +72,11 @@ class EstimatorSpec:
             if not isinstance(value, (list, tuple)) or not all(isinstance(h, int) and not isinstance(h, bool)
                                                                and h > 0 for h in value):
                 raise ConfigError(f"estimator: {key} must be a list of positive integers, got {value!r}")
+        if self.init not in INITS:
+            raise ConfigError(f"estimator: init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.init != "default" and self.library != "mibench":
+            raise ConfigError(f"estimator: init = {self.init!r} is mibench's joint critic's; library "
+                              f"{self.library!r} takes its own initialisation")
         if self.negatives == SHUFFLED and self.library != "mibench":
             raise ConfigError(f"estimator: negatives = {SHUFFLED!r} is mibench's own sampling; library "
                               f"{self.library!r} takes a positive integer or 'all'")
@@ -89,6 +100,9 @@ class EstimatorSpec:
             raise ConfigError(ENCODERS.unknown_message(self.encoder))
         for key in ("hidden", "encoder_hidden"):
             object.__setattr__(self, key, tuple(getattr(self, key)))
+        if self.init == "concat" and (self.critic != "joint" or BOUNDS[self.bound].generative):
+            raise ConfigError(f"estimator: init = 'concat' draws the joint critic's first layer; "
+                              f"critic {BOUNDS[self.bound].critic_name(self.critic)!r} has none")
         neg = self.negatives
         if not (neg in ("all", SHUFFLED) or (isinstance(neg, int) and not isinstance(neg, bool) and neg >= 1)):
             raise ConfigError(f"estimator: negatives must be a positive integer, 'all' or {SHUFFLED!r}, got {neg!r}")
@@ -121,6 +135,8 @@ class EstimatorSpec:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
         if self.library == "mibench":       # the default stays out, so run ids predating it hold
             del d["library"]
+        if self.init == "default":          # likewise
+            del d["init"]
         d.update(self.stated_options())
         d["hidden"], d["encoder_hidden"] = list(self.hidden), list(self.encoder_hidden)
         return d
@@ -219,6 +235,8 @@ class TransformedEstimator(nn.Module):
             self.critic = ConditionalGaussian(dx, dy, spec.hidden)
         else:
             self.critic = CRITICS[spec.critic](dx, dy, spec.hidden, spec.critic_dim, spec.temperature)
+        if spec.init == "concat":
+            self.critic.init_as_concatenated()
         self.aux_head: nn.Module | None = bound_cls.aux_head(dx, dy, spec.hidden)
 
     def scores(self, x: Tensor, y: Tensor, n_negatives: int,

@@ -322,3 +322,25 @@ def test_all_negatives_indices_are_made_once_and_never_written():
         est.loss(x, y, batch - 1).backward()
         est.estimate(x, y, batch - 1)
     assert torch.equal(candidate_indices(batch, batch - 1, None, torch.device("cpu")), want)
+
+
+def test_init_concat_draws_the_joint_first_layer_as_one_layer_on_x_and_y():
+    """init = "concat": W_x, W_y and the bias from U(+-1/sqrt(dx + dy)) (one Linear on [x, y], BMI's
+    critic), the later layers as by default; the default init draws W_x with 1/sqrt(dx). At its
+    default the field stays out of the spec's table (run ids recorded before it hold); it is
+    refused where there is no joint first layer."""
+    concat = build_estimator({"bound": "infonce", "critic": "joint", "hidden": [16, 8], "init": "concat"},
+                             (5,), (25,), seed=0).critic
+    default = build_estimator({"bound": "infonce", "critic": "joint", "hidden": [16, 8]}, (5,), (25,), seed=0).critic
+    bound = 1 / math.sqrt(30)
+    for t in (concat.in_x.weight, concat.in_y.weight, concat.in_x.bias):
+        assert t.abs().max() <= bound and t.abs().max() > 0.8 * bound
+    assert default.in_x.weight.abs().max() > 2 * bound            # 1/sqrt(5) = 0.447
+    for a, b in zip(concat.rest.parameters(), default.rest.parameters()):
+        assert torch.equal(a, b)
+    assert "init" not in EstimatorSpec.from_dict({"bound": "infonce"}).to_dict()
+    assert EstimatorSpec.from_dict({"bound": "infonce", "critic": "joint", "init": "concat"}).to_dict()["init"] == "concat"
+    with pytest.raises(ConfigError, match="init must be one of default, concat"):
+        EstimatorSpec(init="bmi")
+    with pytest.raises(ConfigError, match="init = 'concat' draws the joint critic's first layer"):
+        EstimatorSpec(critic="separable", init="concat")

@@ -178,7 +178,7 @@ FIELDS = {"top": ["name", "description", "task", "estimator", "train", "eval", "
           "task": ["family", "dim", "mi", "transform"],
           "estimator": ["bound", "critic", "hidden", "critic_dim", "temperature", "encoder", "encoder_hidden",
                         "embed_dim", "shared", "negatives", "library", "tau", "alpha", "ema_rate",
-                        "ema_from_zero"],
+                        "ema_from_zero", "init"],
           "train": ["steps", "epochs", "batch_size", "lr", "log_every", "staircase", "save_model", "batch_seeds",
                     "precision", "n_samples"],
           "eval": ["batches", "batch_size", "n_samples"],
