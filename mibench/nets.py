@@ -185,10 +185,11 @@ class JointCritic(nn.Module):
 
     @torch.no_grad()
     def init_as_concatenated(self) -> None:
-        """Redraw the first layer as one Linear(dx + dy, H) on the concatenated [x, y] draws it:
-        its weights and bias from U(-1/sqrt(dx + dy), 1/sqrt(dx + dy)), the default of torch's
-        and of Equinox's Linear for that layer (BMI's critic). The split layer's own default
-        draws W_x with 1/sqrt(dx) and W_y with 1/sqrt(dy), a wider start."""
+        """Redraw the split first layer as a single Linear(dx + dy, H) on the concatenated
+        [x, y] would be drawn: weights and bias from U(-1/sqrt(dx + dy), 1/sqrt(dx + dy)), the
+        default of torch's and of Equinox's Linear for such a layer (BMI's critic). The split
+        layer's own default draws W_x and the bias with 1/sqrt(dx) and W_y with 1/sqrt(dy), a
+        wider start."""
         bound = 1 / math.sqrt(self.in_x.in_features + self.in_y.in_features)
         for t in (self.in_x.weight, self.in_y.weight, self.in_x.bias):
             t.uniform_(-bound, bound)
