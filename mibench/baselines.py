@@ -26,8 +26,10 @@ from scipy.special import digamma
 
 # The torch path of ``ksg`` works on blocks of at most this many rows: a block of c rows holds
 # three (c, N) float64 distance matrices. 256 rows keep one in the cache for N up to a few
-# thousand; on N = 5,000 points they ran 1.2-2x faster than blocks of 1,024.
+# thousand; on N = 5,000 points they ran 1.2-2x faster than blocks of 1,024. For large N the
+# block shrinks so that each matrix stays within TORCH_BLOCK_ELEMENTS (2**25 float64 = 256 MiB).
 TORCH_BLOCK_ROWS = 256
+TORCH_BLOCK_ELEMENTS = 2**25
 
 
 def _as_numpy_2d(a, name: str) -> np.ndarray:
@@ -110,7 +112,7 @@ def _ksg_counts_torch(x: torch.Tensor, y: torch.Tensor, k: int,
     """n_x(i), n_y(i) of KSG's first estimator, from exact pairwise distances within x and
     within y (``metric``: "max" or "euclidean"); the distance in z = (x, y) is the larger one."""
     n = x.shape[0]
-    block = TORCH_BLOCK_ROWS
+    block = max(1, min(TORCH_BLOCK_ROWS, TORCH_BLOCK_ELEMENTS // n))
     n_x, n_y = [], []
     for start in range(0, n, block):
         stop = min(start + block, n)

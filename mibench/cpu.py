@@ -1,5 +1,6 @@
 """Host facts and settings that decide CPU training speed: the cores this process may use,
-torch's thread count and how freed activation buffers are returned to the operating system.
+torch's thread count, how freed activation buffers are returned to the operating system, and the
+matrix-product peak that speed figures are measured against.
 
 Why the allocator matters. torch's CPU tensors come straight from ``malloc``. glibc serves a
 request above its mmap threshold (128 KiB to start, raised only as such blocks are freed) with a
@@ -18,6 +19,7 @@ import ctypes.util
 import logging
 import os
 import sys
+import time
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,23 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def matmul_peak_gflops(seconds: float = 2.0, n: int = 1024) -> float:
+    """The float32 matrix-product peak of this thread (torch's threads as set), GFLOP/s: the
+    best of repeated n x n ``torch.mm`` over about ``seconds`` (at least 3), 2 n^3 FLOPs each.
+    The roofline the speed scripts state their fractions against."""
+    import torch
+
+    a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    torch.mm(a, b, out=out)                                 # first call: the library's set-up
+    best, end, count = float("inf"), time.perf_counter() + seconds, 0
+    while count < 3 or time.perf_counter() < end:
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+        count += 1
+    return 2 * n**3 / best / 1e9
 
 
 def default_threads() -> int:

@@ -4,8 +4,8 @@
 its MLP on the (B, K + 1, H) sum. With a small MLP that step is memory-bound: each layer writes
 and re-reads a pair tensor larger than the cache (4 MiB per layer at B = 256, H = 16). The
 kernel (pairmlp.cpp beside this file) runs tiles of 64 pairs with AVX-512 (32 with AVX2, 16
-with neither) through the whole MLP in vector registers and recomputes each tile in the backward pass, so no pair tensor is ever
-stored.
+with neither) through the whole MLP in vector registers and recomputes each tile in the
+backward pass, so no pair tensor is ever stored.
 
 The library is compiled on first use with the system's C++ compiler (``$CXX``, else ``c++``;
 about a second, no torch headers, no ninja) into torch's extension cache

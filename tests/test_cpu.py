@@ -1,5 +1,6 @@
 """Host-side speed settings: the allocator thresholds must take effect, and step aside when asked."""
 
+import math
 import os
 import platform
 import subprocess
@@ -68,3 +69,12 @@ def test_default_threads_is_small_on_small_machines():
     assert 1 <= n <= 8
     if (os.cpu_count() or 1) <= 2:
         assert n == 1
+
+
+def test_the_matmul_peak_is_a_rate_of_the_products_it_times():
+    """2 n^3 FLOPs over the best of the timed products: a short run gives a positive, finite
+    rate, and a machine's float32 products run at well above 0.1 GFLOP/s."""
+    from mibench.cpu import matmul_peak_gflops
+
+    peak = matmul_peak_gflops(seconds=0.05, n=256)
+    assert math.isfinite(peak) and peak > 0.1

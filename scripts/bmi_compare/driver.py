@@ -20,19 +20,19 @@ DATA_SEED = 0
 
 def bmi_cell() -> dict:
     """The training cell as tasks/bmi_v2.toml states it: the [estimator] table (its bound set per
-    row) and what a grid of mibench's bounds sets for its bounds (MINE's sampling and moving
-    average: ``per_bound``), batch size, learning rate, log interval and the sizes of the two
-    halves. A preset that no longer matches BMI's estimators would time two different models:
-    refuse it."""
-    from mibench.presets import estimator_keys, load_preset
+    row) and each of mibench's bounds as the preset's plan builds it, grid settings included
+    (MINE's sampling and moving average: ``per_bound``), batch size, learning rate, log interval
+    and the sizes of the two halves. A preset that no longer matches BMI's estimators would time
+    two different models: refuse it."""
+    from mibench.plan import expand
+    from mibench.presets import load_preset
 
     preset = load_preset(PRESET)
-    per_bound = {}
-    for grid in preset.grids:                   # grids of mibench's bounds (not sample estimators)
-        if "estimators" not in grid:
-            overrides = {k: v for k, v in grid.items() if k in estimator_keys() and k != "bound"}
-            for bound in grid.get("bounds", []):
-                per_bound.setdefault(bound, overrides)          # the first grid that runs it
+    per_bound = {}                              # each bound's estimator as the preset plans it
+    for spec in expand(preset):
+        est = spec.estimator
+        if est.kind == "neural" and est.is_mibench:
+            per_bound.setdefault(est.bound, est.to_dict())
     cell = {"estimator": dict(preset.estimator), "per_bound": per_bound, "hidden": list(preset.estimator["hidden"]),
             "batch_size": int(preset.train["batch_size"]), "lr": float(preset.train["lr"]),
             "log_every": int(preset.train.get("log_every", 250)), "n_train": int(preset.train["n_samples"]),

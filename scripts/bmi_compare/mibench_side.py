@@ -32,20 +32,10 @@ class MibenchSide:
                 "threads": torch.get_num_threads()}
 
     def peak(self, seconds: float, n: int = 1024) -> dict:
-        """The float32 matmul peak on this thread: the best of repeated ``torch.mm`` of two
-        n x n matrices over about ``seconds``, in GFLOP/s (2 n^3 FLOPs a product)."""
-        import torch
+        """The float32 matmul peak on this thread (``mibench.cpu.matmul_peak_gflops``)."""
+        from mibench.cpu import matmul_peak_gflops
 
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        out = torch.empty(n, n)
-        torch.mm(a, b, out=out)                                 # first call: MKL's set-up
-        best, end, count = float("inf"), time.perf_counter() + seconds, 0
-        while count < 3 or time.perf_counter() < end:
-            t0 = time.perf_counter()
-            torch.mm(a, b, out=out)
-            best = min(best, time.perf_counter() - t0)
-            count += 1
-        return {"gflops": 2 * n**3 / best / 1e9, "n": n, "what": f"torch.mm float32 {n}x{n}"}
+        return {"gflops": matmul_peak_gflops(seconds, n), "n": n, "what": f"torch.mm float32 {n}x{n}"}
 
     def prepare(self, dims: int, n_train: int, n_test: int, seed: int, out: str) -> dict:
         """The run's data as mibench's runner prepares a bmi_v2 run: a fixed training sample
@@ -79,8 +69,7 @@ class MibenchSide:
         from mibench.train import fit
 
         sample = self.samples[dims]
-        spec = EstimatorSpec.from_dict({**cell["estimator"], **cell.get("per_bound", {}).get(bound, {}),
-                                        "bound": bound})
+        spec = EstimatorSpec.from_dict(cell["per_bound"][bound])
         batch = cell["batch_size"]
         est = estimator_for(spec, sample, seed=seed)
         t0 = time.perf_counter()

@@ -118,23 +118,12 @@ class MibenchSide:
             est.loss(x, y, est.spec.n_negatives(self.batch), torch.Generator().manual_seed(seed)).backward()
         return float(counter.get_total_flops())
 
-    def matmul_peak(self, steps: int = 0, warmup: int = 0, seed: int = 0, n: int = 1024,
-                    seconds: float = 2.0) -> float:
-        """The float32 matmul peak on this thread, GFLOP/s: the best of repeated n x n torch.mm
-        over about ``seconds`` (as scripts/bmi_speed.py measures it)."""
-        import time
+    def matmul_peak(self, steps: int = 0, warmup: int = 0, seed: int = 0) -> float:
+        """The float32 matmul peak on this thread, GFLOP/s (``mibench.cpu.matmul_peak_gflops``,
+        as scripts/bmi_speed.py measures it)."""
+        from mibench.cpu import matmul_peak_gflops
 
-        import torch
-
-        a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
-        torch.mm(a, b, out=out)
-        best, end, count = float("inf"), time.perf_counter() + seconds, 0
-        while count < 3 or time.perf_counter() < end:
-            t0 = time.perf_counter()
-            torch.mm(a, b, out=out)
-            best = min(best, time.perf_counter() - t0)
-            count += 1
-        return 2 * n**3 / best / 1e9
+        return matmul_peak_gflops()
 
     def __getattr__(self, name: str):
         # gauss_<config>_fit
