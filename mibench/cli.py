@@ -69,7 +69,9 @@ def _csv(cast):
 
 
 def _negatives(v: str):
-    return v.strip() if v.strip() == "all" else int(v)
+    from .nets import SHUFFLED
+
+    return v.strip() if v.strip() in ("all", SHUFFLED) else int(v)
 
 
 def _positive_int(v: str) -> int:
@@ -204,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="the preset's small [[quick]] grid")
     run.add_argument("--bounds", type=_csv(str), help="comma-separated, e.g. smile,infonce")
     run.add_argument("--critics", type=_csv(str), help="comma-separated: separable,joint,bilinear")
-    run.add_argument("--negatives", type=_csv(_negatives), help="comma-separated K per positive, or all")
+    run.add_argument("--negatives", type=_csv(_negatives), help="comma-separated K per positive, all, or shuffled (one negative from an "
+                     "independent draw, as BMI's MINE)")
     run.add_argument("--batch-sizes", type=_csv(int), help="comma-separated")
     run.add_argument("--devices", type=_csv(str), help="comma-separated: cpu,cuda (absent ones are skipped)")
     run.add_argument("--seeds", type=_csv(int), help="comma-separated")

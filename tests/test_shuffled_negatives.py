@@ -111,3 +111,16 @@ def test_bmi_mine_trains_close_to_the_truth():
     fit(est, train, steps=1500, batch_size=256, lr=0.1, n_negatives=1, generator=gen(2), log_every=500)
     value, _ = evaluate_sample(est, test, batch_size=2500, n_negatives=1, generator=gen(3))
     assert value == pytest.approx(task.ground_truth().mi, abs=0.15)
+
+
+def test_the_command_line_takes_shuffled_as_a_negatives_axis(tmp_path, capsys):
+    """`--negatives shuffled,all` plans both samplings; a misspelt value is argparse's one line."""
+    from mibench.cli import main
+
+    assert main(["run", "--task", "gaussian", "--bounds", "mine", "--negatives", "shuffled,all", "--seeds", "0",
+                 "--dry-run", "--out", str(tmp_path / "out")]) == 0
+    assert "20 runs planned" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--task", "gaussian", "--negatives", "shufled", "--dry-run", "--out", str(tmp_path / "o2")])
+    assert stop.value.code == 2 and "expected a comma-separated list, got 'shufled'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "o2").exists()
