@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -14,6 +15,7 @@ from .interface import ConfigError, HasEntropyY, check_keys
 from .nets import CRITICS, ENCODERS, SHUFFLED, ConditionalGaussian, candidate_indices, permuted_columns
 
 INITS = ("default", "concat")      # EstimatorSpec.init
+_GLOBAL_RNG = threading.Lock()     # torch's global RNG, seeded by build_estimator
 
 
 @dataclass(frozen=True)
@@ -289,13 +291,14 @@ def build_estimator(spec: EstimatorSpec | Mapping[str, Any], x_shape: tuple[int,
 
     With ``seed``, the initial parameters depend on the seed alone: they are drawn under a
     forked global RNG seeded with it, so neither earlier draws nor this build disturb anything
-    else. Without it they come from the global RNG as it stands.
+    else; a lock keeps builds in other threads of the process (an executor of threads) from
+    seeding that RNG in between. Without it they come from the global RNG as it stands.
     """
     if not isinstance(spec, EstimatorSpec):
         spec = EstimatorSpec.from_dict(spec)
     if seed is None:
         return TransformedEstimator(spec, x_shape, y_shape, entropy_y)
-    with torch.random.fork_rng(devices=[]):
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):     # one seeded build at a time per process
         torch.manual_seed(seed)
         return TransformedEstimator(spec, x_shape, y_shape, entropy_y)
 

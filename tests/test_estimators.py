@@ -344,3 +344,26 @@ def test_init_concat_draws_the_joint_first_layer_as_one_layer_on_x_and_y():
         EstimatorSpec(init="bmi")
     with pytest.raises(ConfigError, match="init = 'concat' draws the joint critic's first layer"):
         EstimatorSpec(critic="separable", init="concat")
+
+
+def test_seeded_builds_in_concurrent_threads_draw_what_they_draw_alone():
+    """build_estimator(seed=s) seeds torch's global RNG (under a fork): builds racing in threads
+    of one process (an executor of threads) must not draw from each other's seed."""
+    import threading
+
+    spec = {"bound": "infonce", "critic": "joint", "hidden": [64, 64]}
+    alone = {s: build_estimator(spec, (5,), (5,), seed=s).state_dict() for s in range(8)}
+    built = {}
+
+    def build(s):
+        for _ in range(20):
+            built.setdefault(s, []).append(build_estimator(spec, (5,), (5,), seed=s).state_dict())
+
+    threads = [threading.Thread(target=build, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s, states in built.items():
+        for state in states:
+            assert all(torch.equal(state[k], alone[s][k]) for k in state), f"seed {s} drew another seed's numbers"
